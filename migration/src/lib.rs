@@ -1,0 +1,18 @@
+//! The database schema of portal-invites, one migration per file, shared by SQLite and PostgreSQL.
+//!
+//! Timestamps are `BIGINT` milliseconds since the Unix epoch: they compare as integers on both
+//! databases, with no time-zone or text-format surprises.
+
+pub use sea_orm_migration::{MigrationStatus, prelude::*};
+
+mod m20261123_000001_foundation;
+
+/// Applies the migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_foundation::Migration)]
+    }
+}

@@ -1,0 +1,9 @@
+//! Values the service reasons about, each parsed once where it enters (parse, don't validate).
+
+pub mod contact;
+pub mod ids;
+pub mod shop;
+
+pub use contact::{E164Number, EmailAddress, InvalidContact, Text};
+pub use ids::{CustomerId, InteractionId, InvalidId, ShopId, WebhookId};
+pub use shop::{Locale, SubscriptionTier, TimeZone};

@@ -1,0 +1,151 @@
+//! The shop's settings that decide what the plugin may do: its subscription tier, time zone and locale.
+
+use std::{fmt, str::FromStr};
+
+/// The host's subscription tiers, in ascending order (contract §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SubscriptionTier {
+    /// The entry tier.
+    Bronze,
+    /// Above bronze.
+    Silver,
+    /// The tier the Customer Portal needs.
+    Gold,
+    /// Above gold.
+    Platinum,
+}
+
+impl SubscriptionTier {
+    /// The lowest tier that includes the Customer Portal.
+    pub const PORTAL_MINIMUM: Self = Self::Gold;
+
+    /// The tier's name as the host spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bronze => "bronze",
+            Self::Silver => "silver",
+            Self::Gold => "gold",
+            Self::Platinum => "platinum",
+        }
+    }
+
+    /// Whether this tier includes the Customer Portal.
+    pub fn includes_portal(self) -> bool {
+        self >= Self::PORTAL_MINIMUM
+    }
+}
+
+/// A tier name the host does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be one of bronze, silver, gold, platinum")]
+pub struct UnknownTier;
+
+impl FromStr for SubscriptionTier {
+    type Err = UnknownTier;
+
+    fn from_str(value: &str) -> Result<Self, UnknownTier> {
+        match value {
+            "bronze" => Ok(Self::Bronze),
+            "silver" => Ok(Self::Silver),
+            "gold" => Ok(Self::Gold),
+            "platinum" => Ok(Self::Platinum),
+            _ => Err(UnknownTier),
+        }
+    }
+}
+
+impl fmt::Display for SubscriptionTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An IANA time zone such as `Australia/Brisbane`, used to show dates the way the shop reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone(chrono_tz::Tz);
+
+/// A time zone name that is not in the IANA database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be an IANA time zone name such as Australia/Brisbane")]
+pub struct UnknownTimeZone;
+
+impl TimeZone {
+    /// Parses an IANA name.
+    pub fn parse(value: &str) -> Result<Self, UnknownTimeZone> {
+        value.parse().map(Self).map_err(|_| UnknownTimeZone)
+    }
+
+    /// The zone for date arithmetic.
+    pub fn tz(self) -> chrono_tz::Tz {
+        self.0
+    }
+
+    /// The IANA name.
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+}
+
+/// A BCP 47 language tag such as `en-AU`, kept for the `lang` of pages and the language of messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locale(String);
+
+/// A value that is not shaped like a language tag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be a language tag such as en-AU")]
+pub struct InvalidLocale;
+
+impl Locale {
+    /// Accepts a 2–3 letter language followed by `-`-separated subtags of 1–8 letters or digits.
+    pub fn parse(value: &str) -> Result<Self, InvalidLocale> {
+        let mut parts = value.split('-');
+        let language = parts.next().unwrap_or_default();
+        let language_ok =
+            (2..=3).contains(&language.len()) && language.bytes().all(|b| b.is_ascii_alphabetic());
+        let rest_ok = parts
+            .all(|part| (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if language_ok && rest_ok && value.len() <= 35 {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InvalidLocale)
+        }
+    }
+
+    /// The tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_are_ordered_and_only_gold_and_above_include_the_portal() {
+        let tiers: Vec<SubscriptionTier> =
+            ["bronze", "silver", "gold", "platinum"].iter().map(|t| t.parse().unwrap()).collect();
+        assert!(tiers.windows(2).all(|w| w[0] < w[1]));
+        let with_portal: Vec<_> = tiers.iter().filter(|t| t.includes_portal()).collect();
+        assert_eq!(with_portal, [&SubscriptionTier::Gold, &SubscriptionTier::Platinum]);
+        assert!("Gold".parse::<SubscriptionTier>().is_err());
+        assert!("diamond".parse::<SubscriptionTier>().is_err());
+    }
+
+    #[test]
+    fn time_zones_come_from_the_iana_database() {
+        assert_eq!(TimeZone::parse("Australia/Brisbane").unwrap().name(), "Australia/Brisbane");
+        assert!(TimeZone::parse("Mars/Olympus_Mons").is_err());
+        assert!(TimeZone::parse("").is_err());
+    }
+
+    #[test]
+    fn locales_look_like_language_tags() {
+        for good in ["en", "en-AU", "de-CH", "zh-Hant-TW", "es-419"] {
+            assert!(Locale::parse(good).is_ok(), "{good} was refused");
+        }
+        for bad in ["", "e", "english-Australia", "en_AU", "en-", "<script>"] {
+            assert!(Locale::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}
