@@ -1,0 +1,243 @@
+//! Builds the service from typed settings: opens and migrates the database, loads the service keys,
+//! assembles the routes, binds its own listener (so tests can use port 0 and read the real port) and
+//! starts the background tasks.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{
+    EndpointExt, Route, Server,
+    endpoint::make_sync,
+    get, handler,
+    http::StatusCode,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    web::Path,
+};
+use poem_openapi::OpenApiService;
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::{
+    clock::Clock,
+    config::{SettingError, Settings},
+    db::{Database, keys},
+    health::HealthApi,
+    host::{intake::IntakeKeys, webhooks::WebhooksApi},
+    maintenance,
+    manifest::{self, Manifest},
+    telemetry::AccessLog,
+};
+
+/// How long in-flight requests may finish after a stop was asked for.
+const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// Everything a handler or background task needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Database,
+    /// The source of `now`.
+    pub clock: Clock,
+    /// The settings the service started with.
+    pub settings: Arc<Settings>,
+    /// Keys the service made for itself.
+    pub keys: Arc<ServiceKeys>,
+}
+
+/// The service's own keys, shared through the database by every instance.
+#[derive(Debug)]
+pub struct ServiceKeys {
+    /// Signs cookies and form tokens of the customer pages.
+    pub cookies: keys::ServiceKey,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is missing or malformed (exit code 2).
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// The database could not be opened or migrated.
+    #[error("the database at {url} is not usable: {cause}")]
+    Database {
+        /// The redacted URL.
+        url: String,
+        /// What failed.
+        cause: String,
+    },
+    /// The listening address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {cause}; is another process using it? Set PORTAL_LISTEN to a free address"
+    )]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        cause: std::io::Error,
+    },
+}
+
+/// A running service.
+pub struct App {
+    local_addr: SocketAddr,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Opens the database, applies migrations, binds `PORTAL_LISTEN` and starts serving.
+    pub async fn start(settings: Settings, clock: Clock) -> Result<Self, StartError> {
+        let addr = settings.listen;
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|cause| StartError::Listen { addr, cause })?;
+        Self::start_on(acceptor, settings, clock).await
+    }
+
+    /// Like [`App::start`], on a listener the caller already bound (tests bind port 0 first so the
+    /// public URL can name the real port).
+    pub async fn start_on(
+        acceptor: TcpAcceptor,
+        settings: Settings,
+        clock: Clock,
+    ) -> Result<Self, StartError> {
+        let secrets: Arc<[_]> = settings.require_webhook_secrets()?.to_vec().into();
+        let db_error = |cause: sea_orm::DbErr| StartError::Database {
+            url: settings.database_url.to_string(),
+            cause: cause.to_string(),
+        };
+        let db = Database::connect(&settings.database_url).await.map_err(db_error)?;
+        db.migrate().await.map_err(db_error)?;
+        let cookies = keys::load_or_create(&db, "cookies", clock.now()).await.map_err(db_error)?;
+
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or(settings.listen);
+        let state = AppState {
+            db,
+            clock: clock.clone(),
+            settings: Arc::new(settings),
+            keys: Arc::new(ServiceKeys { cookies }),
+        };
+        let routes = routes(&state, IntakeKeys { secrets, clock });
+
+        let (stop, stopped) = watch::channel(false);
+        let mut server_stopped = stopped.clone();
+        let server = tokio::spawn(async move {
+            Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    routes,
+                    async move {
+                        let _ = server_stopped.changed().await;
+                    },
+                    Some(GRACEFUL_SHUTDOWN),
+                )
+                .await
+        });
+        let background = vec![tokio::spawn(maintenance::run(state.clone(), stopped))];
+        tracing::info!(%local_addr, public_url = %state.settings.public_url, database = %state.settings.database_url, "portal-invites is serving");
+        Ok(Self { local_addr, state, stop, server, background })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (tests read the database and move the clock through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing requests in flight");
+        self.stop().await
+    }
+
+    /// Stops accepting, lets requests in flight finish, stops the background tasks.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        let served = self.server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        // Closing lets SQLite checkpoint and remove its WAL file.
+        let _ = self.state.db.close().await;
+        served
+    }
+}
+
+/// Every route of the service.
+fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static {
+    let public_url = state.settings.public_url.as_str().trim_end_matches('/').to_owned();
+    let api = OpenApiService::new(
+        (WebhooksApi { state: state.clone() }, HealthApi { state: state.clone() }),
+        "portal-invites",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Customer Portal invitations for a workshop management platform. Every host call is signed \
+         with Standard Webhooks v1; problems are RFC 9457 application/problem+json.",
+    )
+    .server(public_url);
+    let spec = api.spec();
+    let docs = api.swagger_ui();
+    let deployment_manifest = Manifest::parse(manifest::EMBEDDED)
+        .and_then(|m| m.for_deployment(&state.settings.public_url))
+        .unwrap_or_else(|e| format!("# the embedded manifest is invalid: {e}\n"));
+
+    Route::new()
+        .at(
+            "/openapi.json",
+            make_sync(move |_| poem::Response::builder().content_type("application/json").body(spec.clone())),
+        )
+        .nest("/docs", docs)
+        .at(
+            "/manifest.toml",
+            make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/toml; charset=utf-8")
+                    .body(deployment_manifest.clone())
+            }),
+        )
+        .at("/problems/:code", get(problem_page))
+        .nest("/", api)
+        .data(intake)
+        .data(state.clone())
+        .with(AccessLog)
+}
+
+/// Explains a problem `type` URI to the integrator who follows it.
+#[handler]
+fn problem_page(Path(code): Path<String>) -> poem::Response {
+    match crate::host::problem::describe(&code) {
+        Some(text) => poem::Response::builder().content_type("text/plain; charset=utf-8").body(text),
+        None => poem::Response::builder().status(StatusCode::NOT_FOUND).body("unknown problem type"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

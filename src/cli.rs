@@ -1,0 +1,189 @@
+//! The command line: `serve`, `migrate`, `secret`, `check-manifest`.
+//!
+//! Exit codes: 0 success, 1 a failure while running (database unreachable, port taken), 2 a missing
+//! or malformed setting or argument (one line says which and what to do).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    app::{App, StartError},
+    clock::Clock,
+    config::{SETTINGS, Settings},
+    db::Database,
+    host::signature::WebhookSecret,
+    manifest::{self, Manifest},
+    telemetry,
+};
+
+/// Customer Portal invitations for a workshop management platform.
+///
+/// Receives the host platform's signed webhooks, keeps each shop's customers in step, and (from the
+/// star menu of a customer profile) invites customers to set up their portal login.
+///
+/// Settings come from PORTAL_* environment variables and, optionally, a TOML file given with
+/// --config; the environment wins. `portal-invites serve --help` lists them all.
+#[derive(Debug, Parser)]
+#[command(name = "portal-invites", version, about, long_about)]
+pub struct Cli {
+    /// A TOML file of settings (keys are the setting names without PORTAL_, in lower case).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (applies pending database migrations first).
+    #[command(after_long_help = settings_help())]
+    Serve,
+    /// Apply pending database migrations, then list every migration and whether it is applied.
+    Migrate {
+        /// Only list the migrations; apply nothing.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Print a fresh webhook signing secret (whsec_ + base64 of 32 random bytes).
+    ///
+    /// Use it for tests and local runs; in production the host creates the secret at registration.
+    Secret,
+    /// Check a plugin manifest against the host contract (default: the one built into this binary).
+    CheckManifest {
+        /// The manifest file to check instead of the built-in one.
+        path: Option<PathBuf>,
+    },
+}
+
+fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (environment variables; the --config file takes the same names without PORTAL_, in lower case):\n",
+    );
+    for s in SETTINGS {
+        let default = s.default.map(|d| format!(" [default: {d}]")).unwrap_or_default();
+        text.push_str(&format!("  {:<28} {}{}\n", s.env, s.help, default));
+    }
+    text
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Secret => {
+            println!("{}", WebhookSecret::generate());
+            ExitCode::SUCCESS
+        }
+        Command::CheckManifest { path } => check_manifest(path),
+        Command::Serve => with_runtime(serve(cli.config)),
+        Command::Migrate { status } => with_runtime(migrate(cli.config, status)),
+    }
+}
+
+fn with_runtime(work: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(work),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(config: Option<PathBuf>) -> Result<Settings, ExitCode> {
+    Settings::load(config.as_deref(), std::env::vars()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn serve(config: Option<PathBuf>) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    telemetry::init(&settings.log_filter, settings.log_format);
+    match App::start(settings, Clock::system()).await {
+        Ok(app) => match app.run_until_signal().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: the server stopped: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e @ StartError::Setting(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: Option<PathBuf>, status_only: bool) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let url = settings.database_url;
+    let db = match Database::connect(&url).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("error: cannot open the database at {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !status_only && let Err(e) = db.migrate().await {
+        eprintln!("error: migrating {url} failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    match db.migration_status().await {
+        Ok(list) => {
+            println!("database: {url}");
+            for (name, applied) in list {
+                println!("  {}  {name}", if applied { "applied" } else { "pending" });
+            }
+            let _ = db.close().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: reading the migration status of {url} failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_manifest(path: Option<PathBuf>) -> ExitCode {
+    let (name, text) = match &path {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (path.display().to_string(), text),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => ("the built-in manifest".to_owned(), manifest::EMBEDDED.to_owned()),
+    };
+    match Manifest::parse(&text) {
+        Ok(m) => {
+            println!(
+                "{name} is valid: {} {} with {} event(s) and {} action(s)",
+                m.plugin.key,
+                m.plugin.version,
+                m.webhooks.events.len(),
+                m.actions().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {name} would be rejected by the host: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The database: SQLite (embedded default) or PostgreSQL, opened with the settings each needs, and
+//! the one way the service writes to it.
+//!
+//! SQLite gets WAL (readers never block the writer), `synchronous=FULL` (a commit survives a power
+//! cut, which is what our `204` promises), foreign keys, a busy timeout and a pool of several
+//! connections for reads. Writes go through [`Database::write`]: on SQLite one writer at a time in
+//! this process, each transaction opened with `BEGIN IMMEDIATE`, so a transaction that reads before
+//! it writes can never fail with `SQLITE_BUSY` half-way. PostgreSQL needs neither: its row locks and
+//! unique constraints keep several instances correct.
+
+pub mod keys;
+
+use std::{future::Future, pin::Pin, str::FromStr, sync::Arc, time::Duration};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
+    SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait, sqlx,
+};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use tokio::sync::Mutex;
+
+use crate::config::DatabaseUrl;
+
+/// Connections in the SQLite pool: enough for concurrent reads, few enough to keep memory small
+/// (each connection has its own page cache).
+const SQLITE_POOL_SIZE: u32 = 4;
+/// Connections per instance to PostgreSQL.
+const POSTGRES_POOL_SIZE: u32 = 10;
+/// How long SQLite waits for another process's write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The WAL file is truncated back to this size after each checkpoint.
+pub const SQLITE_WAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
+/// The key of the PostgreSQL advisory lock that serialises migrations between instances.
+const MIGRATION_LOCK_KEY: i64 = 0x706f_7274_616c; // "portal"
+
+/// A boxed future borrowing the transaction, as [`Database::write`] takes it.
+pub type TxFuture<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>;
+
+/// The service's database handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+    /// One writer at a time on SQLite; `None` on PostgreSQL.
+    write_gate: Option<Arc<Mutex<()>>>,
+}
+
+impl Database {
+    /// Opens the database named by the URL, creating a SQLite file (and its folder) when missing.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, DbErr> {
+        if url.is_sqlite() {
+            let options = SqliteConnectOptions::from_str(url.expose())
+                .map_err(|e| DbErr::Custom(format!("PORTAL_DATABASE_URL: {e}")))?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .pragma("journal_size_limit", SQLITE_WAL_SIZE_LIMIT.to_string());
+            if let Some(folder) = options.get_filename().parent()
+                && !folder.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(folder).map_err(|e| {
+                    DbErr::Custom(format!("cannot create the database folder {}: {e}", folder.display()))
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(SQLITE_POOL_SIZE)
+                .min_connections(1)
+                .connect_with(options)
+                .await
+                .map_err(|e| DbErr::Custom(format!("cannot open the SQLite database: {e}")))?;
+            Ok(Self {
+                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                write_gate: Some(Arc::new(Mutex::new(()))),
+            })
+        } else {
+            let options = PgConnectOptions::from_str(url.expose())
+                .map_err(|e| DbErr::Custom(format!("PORTAL_DATABASE_URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(POSTGRES_POOL_SIZE)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|e| DbErr::Custom(format!("cannot connect to PostgreSQL: {e}")))?;
+            Ok(Self { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), write_gate: None })
+        }
+    }
+
+    /// The connection, for reads.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Runs `work` in one write transaction: committed if it returns `Ok`, rolled back otherwise.
+    /// Nothing is visible to anyone before the commit returns.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, T, E> + Send,
+        T: Send,
+        E: From<DbErr> + Send,
+    {
+        let _writer = self.lock_writer().await;
+        let txn = self.begin_write().await?;
+        match work(&txn).await {
+            Ok(value) => {
+                txn.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                txn.rollback().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for this process's turn to write (SQLite); immediate on PostgreSQL.
+    async fn lock_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        self.conn.begin_with_options(options).await
+    }
+
+    /// Applies pending migrations. On PostgreSQL an advisory lock makes instances that start together
+    /// take turns; the second finds nothing left to do.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.conn.begin().await?;
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [MIGRATION_LOCK_KEY.into()],
+                ))
+                .await?;
+                Migrator::up(&txn, None).await?;
+                txn.commit().await
+            }
+            _ => {
+                let _writer = self.lock_writer().await;
+                Migrator::up(&self.conn, None).await
+            }
+        }
+    }
+
+    /// Every migration with whether it is applied, in order.
+    pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, DbErr> {
+        let all = Migrator::get_migration_with_status(&self.conn).await?;
+        Ok(all
+            .iter()
+            .map(|m| (m.name().to_owned(), matches!(m.status(), migration::MigrationStatus::Applied)))
+            .collect())
+    }
+
+    /// Whether the database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
+    /// On SQLite, copies the WAL into the database file and truncates it. Automatic checkpoints do
+    /// this too; running it on a timer keeps the WAL bounded even if a long read held one back.
+    pub async fn checkpoint(&self) -> Result<(), DbErr> {
+        if self.backend() == DbBackend::Sqlite {
+            let _writer = self.lock_writer().await;
+            self.conn.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every connection (SQLite then checkpoints and removes its WAL file).
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+}

@@ -1,0 +1,43 @@
+//! A shop (a branch) that installed the plugin at some point.
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `shops`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "shops")]
+pub struct Model {
+    /// The host's shop id.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Shown on every page and message.
+    pub name: String,
+    /// `bronze`, `silver`, `gold` or `platinum`.
+    pub subscription_tier: String,
+    /// Whether the shop activated its Customer Portal on the host.
+    pub portal_active: bool,
+    /// IANA time zone for dates we show.
+    pub timezone: String,
+    /// BCP 47 tag for the pages' language.
+    pub locale: String,
+    /// The shop's contact address, for customers who need help.
+    pub email: Option<String>,
+    /// The shop's phone number, for customers who need help.
+    pub phone: Option<String>,
+    /// The host's snapshot version; older snapshots are ignored.
+    pub version: i64,
+    /// Installed now (false after `plugin.uninstalled`).
+    pub installed: bool,
+    /// Event time of the latest install or uninstall applied.
+    pub lifecycle_at: i64,
+    /// When the shop's personal data is erased, if it stays uninstalled.
+    pub erase_due_at: Option<i64>,
+    /// First seen.
+    pub created_at: i64,
+    /// Last changed.
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

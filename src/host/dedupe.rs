@@ -1,0 +1,124 @@
+//! De-duplication by `webhook-id` (contract §3): a message already processed gets the byte-identical
+//! answer it got the first time, and its work is not done again.
+//!
+//! The claim is an `INSERT … ON CONFLICT DO NOTHING` on the message's primary key, made inside the
+//! same transaction as the message's effects and its stored answer. Two copies arriving together
+//! cannot both win: on PostgreSQL the second insert waits for the first transaction and then finds
+//! the row; on SQLite writers take turns. If the first transaction rolls back, its claim goes with it
+//! and the next copy does the work.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
+
+use crate::{
+    clock::to_millis,
+    domain::{CustomerId, ShopId, WebhookId},
+    entities::webhook_message,
+};
+
+/// How long answers are kept. The host may repeat an id for up to 3 days; a margin beyond that
+/// costs little.
+pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// The answer given to a message, kept to give it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Exact body bytes (UTF-8 JSON or empty).
+    pub body: String,
+}
+
+impl StoredAnswer {
+    /// `204 No Content`.
+    pub fn no_content() -> Self {
+        Self { status: 204, body: String::new() }
+    }
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time: the caller does the work and calls [`record_answer`] in the same transaction.
+    Fresh,
+    /// Already answered: give this again.
+    Answered(StoredAnswer),
+    /// Claimed by a transaction that committed without an answer yet (work continuing after the
+    /// commit); the caller decides what to say.
+    InProgress,
+}
+
+/// Who a message is about, kept beside its answer so erasure can find it.
+#[derive(Debug, Clone)]
+pub struct MessageInfo<'a> {
+    /// The message id.
+    pub id: &'a WebhookId,
+    /// The route that received it.
+    pub endpoint: &'a str,
+    /// The envelope's `type`.
+    pub event_type: &'a str,
+    /// The shop.
+    pub shop_id: &'a ShopId,
+    /// The customer, if any.
+    pub customer_id: Option<&'a CustomerId>,
+}
+
+/// Claims the message id for this transaction, or returns what an earlier one stored.
+pub async fn claim<C: ConnectionTrait>(
+    conn: &C,
+    info: &MessageInfo<'_>,
+    now: DateTime<Utc>,
+) -> Result<Claim, DbErr> {
+    let row = webhook_message::ActiveModel {
+        id: Set(info.id.as_str().to_owned()),
+        endpoint: Set(info.endpoint.to_owned()),
+        event_type: Set(info.event_type.to_owned()),
+        shop_id: Set(Some(info.shop_id.as_str().to_owned())),
+        customer_id: Set(info.customer_id.map(|c| c.as_str().to_owned())),
+        status: Set(None),
+        response_body: Set(None),
+        received_at: Set(to_millis(now)),
+    };
+    let inserted = webhook_message::Entity::insert(row)
+        .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
+        .exec_without_returning(conn)
+        .await?;
+    if inserted == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let stored = webhook_message::Entity::find_by_id(info.id.as_str())
+        .one(conn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("webhook message {} vanished", info.id)))?;
+    Ok(match (stored.status, stored.response_body) {
+        (Some(status), body) => Claim::Answered(StoredAnswer {
+            status: u16::try_from(status).unwrap_or(500),
+            body: body.unwrap_or_default(),
+        }),
+        (None, _) => Claim::InProgress,
+    })
+}
+
+/// Stores the answer of a claimed message.
+pub async fn record_answer<C: ConnectionTrait>(
+    conn: &C,
+    id: &WebhookId,
+    answer: &StoredAnswer,
+) -> Result<(), DbErr> {
+    webhook_message::Entity::update_many()
+        .col_expr(webhook_message::Column::Status, sea_orm::sea_query::Expr::value(answer.status as i16))
+        .col_expr(webhook_message::Column::ResponseBody, sea_orm::sea_query::Expr::value(answer.body.clone()))
+        .filter(webhook_message::Column::Id.eq(id.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets answers older than [`RETENTION`]. Returns how many.
+pub async fn purge_old_answers<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    let result = webhook_message::Entity::delete_many()
+        .filter(webhook_message::Column::ReceivedAt.lt(to_millis(now - RETENTION)))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}

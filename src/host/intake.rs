@@ -1,0 +1,136 @@
+//! The front door for every host call: size limit, signature, content type, in that order, before a
+//! single byte of the body is parsed.
+//!
+//! [`SignedMessage`] is a poem-openapi extractor, so an operation that takes one only ever runs for
+//! a message the host really sent, and the OpenAPI document still shows the typed body schema `T`.
+
+use std::{marker::PhantomData, sync::Arc};
+
+use bytes::Bytes;
+use poem::{Request, RequestBody, http::header};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    registry::{MetaMediaType, MetaRequest, Registry},
+    types::Type,
+};
+
+use super::{
+    problem::HostError,
+    signature::{self, SignatureHeaders, Verified, WebhookSecret},
+};
+use crate::clock::Clock;
+
+/// The largest body the host sends (contract §2).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the extractor needs, attached to the routes as request data.
+#[derive(Clone)]
+pub struct IntakeKeys {
+    /// Every configured secret (two during a rotation).
+    pub secrets: Arc<[WebhookSecret]>,
+    /// For the timestamp window.
+    pub clock: Clock,
+}
+
+/// A message whose signature was verified over its raw bytes. `T` is the body's documented schema.
+pub struct SignedMessage<T> {
+    /// Who signed what, when.
+    pub verified: Verified,
+    /// The raw body, exactly as signed.
+    pub body: Bytes,
+    _schema: PhantomData<fn() -> T>,
+}
+
+impl<T> SignedMessage<T> {
+    /// Checks a request as the contract requires; see the module documentation for the order.
+    pub async fn check(request: &Request, body: &mut RequestBody) -> Result<Self, HostError> {
+        let keys = request
+            .data::<IntakeKeys>()
+            .ok_or_else(|| HostError::Internal("the intake keys are not attached to this route".into()))?;
+
+        // A declared length over the limit is refused before reading anything.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+            return Err(HostError::BodyTooLarge);
+        }
+        // The limit also holds for what is actually read (a chunked body declares no length).
+        let raw = body
+            .take()
+            .map_err(|e| HostError::Internal(e.to_string()))?
+            .into_bytes_limit(MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => HostError::BodyTooLarge,
+                other => HostError::Malformed(format!("the body could not be read: {other}")),
+            })?;
+
+        let text_header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let headers = SignatureHeaders {
+            id: text_header("webhook-id"),
+            timestamp: text_header("webhook-timestamp"),
+            signature: text_header("webhook-signature"),
+        };
+        let verified = signature::verify(&keys.secrets, headers, &raw, keys.clock.now().timestamp())?;
+
+        if !is_json(request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+            return Err(HostError::NotJson);
+        }
+        Ok(Self { verified, body: raw, _schema: PhantomData })
+    }
+}
+
+/// `application/json`, with or without parameters such as `charset=utf-8`.
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+impl<'a, T: Type> ApiExtractor<'a> for SignedMessage<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some(
+                "Signed with Standard Webhooks v1: headers webhook-id, webhook-timestamp and \
+                 webhook-signature; at most 64 KiB.",
+            ),
+            content: vec![MetaMediaType { content_type: "application/json", schema: T::schema_ref() }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Self::check(request, body).await.map_err(poem::Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("application/json; charset=utf-8")));
+        assert!(is_json(Some("Application/JSON")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(Some("application/jsonx")));
+        assert!(!is_json(None));
+    }
+}

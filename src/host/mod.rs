@@ -1,0 +1,10 @@
+//! The host-facing edge: Standard Webhooks signatures, the envelope and its events, de-duplication,
+//! problem answers, and the endpoints the manifest names (`/webhooks`; the star-menu action goes
+//! beside it in `actions`).
+
+pub mod dedupe;
+pub mod events;
+pub mod intake;
+pub mod problem;
+pub mod signature;
+pub mod webhooks;

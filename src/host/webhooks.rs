@@ -1,0 +1,126 @@
+//! `POST /webhooks`: lifecycle and data events (contract §5). The handler is thin: the message was
+//! verified by [`SignedMessage`]; [`receive_lifecycle_event`] parses it, de-duplicates it and applies
+//! it in one transaction, and `204` is answered only after that transaction committed.
+
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::{
+    dedupe::{self, Claim, MessageInfo, StoredAnswer},
+    events::{LifecycleEnvelope, LifecycleEventType, RawEnvelope, parse_lifecycle},
+    intake::SignedMessage,
+    problem::{HostError, HostProblem},
+};
+use crate::{
+    app::AppState,
+    shops::{self, ApplyError},
+};
+
+/// The route that receives lifecycle events, as stored with each message.
+pub const ENDPOINT: &str = "webhooks";
+
+/// The success answer of `POST /webhooks`.
+#[derive(Debug, ApiResponse)]
+pub enum WebhookStored {
+    /// The event is durably stored (or was already: a repeated `webhook-id`).
+    #[oai(status = 204)]
+    Stored,
+}
+
+/// The host-facing webhook API.
+pub struct WebhooksApi {
+    /// Shared service state.
+    pub state: AppState,
+}
+
+/// The OpenAPI tags.
+#[derive(poem_openapi::Tags)]
+pub enum Tags {
+    /// Signed calls from the host platform.
+    Host,
+    /// Probes for orchestrators.
+    Health,
+}
+
+#[OpenApi]
+impl WebhooksApi {
+    /// Receive a lifecycle or data event.
+    ///
+    /// `plugin.installed`, `plugin.uninstalled`, `shop.updated`, `customer.updated` and
+    /// `customer.deleted`. Older snapshot versions are ignored; a repeated `webhook-id` gets the same
+    /// answer without being applied again.
+    #[oai(path = "/webhooks", method = "post", tag = "Tags::Host", operation_id = "receiveWebhook")]
+    async fn receive(&self, message: SignedMessage<LifecycleEnvelope>) -> Result<WebhookStored, HostProblem> {
+        let answer = receive_lifecycle_event(&self.state, &message).await?;
+        match answer.status {
+            204 => Ok(WebhookStored::Stored),
+            other => {
+                Err(HostError::Internal(format!("stored answer with status {other} on /webhooks")).into())
+            }
+        }
+    }
+}
+
+/// Parses, de-duplicates and applies one verified lifecycle event.
+pub async fn receive_lifecycle_event<T>(
+    state: &AppState,
+    message: &SignedMessage<T>,
+) -> Result<StoredAnswer, HostError> {
+    let envelope = RawEnvelope::parse(&message.body)?;
+    let kind = LifecycleEventType::from_name(&envelope.event_type).ok_or_else(|| {
+        if envelope.event_type.starts_with("action.") || envelope.event_type.starts_with("dialog.") {
+            HostError::Rule(format!(
+                "{} belongs to the action URL of the manifest, not /webhooks",
+                envelope.event_type
+            ))
+        } else {
+            HostError::UnknownType(envelope.event_type.clone())
+        }
+    })?;
+    let shop_id = envelope.shop_id()?;
+    let event = parse_lifecycle(kind, &envelope, &shop_id)?;
+    let occurred_at = envelope.timestamp;
+    let id = message.verified.id.clone();
+    let now = state.clock.now();
+
+    let answer = state
+        .db
+        .write(move |txn| {
+            Box::pin(async move {
+                let info = MessageInfo {
+                    id: &id,
+                    endpoint: ENDPOINT,
+                    event_type: kind.name(),
+                    shop_id: &shop_id,
+                    customer_id: event.customer_id(),
+                };
+                match dedupe::claim(txn, &info, now).await? {
+                    Claim::Fresh => {}
+                    Claim::Answered(answer) => return Ok((answer, None)),
+                    Claim::InProgress => return Err(HostError::Busy),
+                }
+                let applied = shops::apply_event(txn, &shop_id, occurred_at, &event, now).await.map_err(
+                    |e| match e {
+                        ApplyError::UnknownShop(shop) => HostError::UnknownShop(shop),
+                        ApplyError::Db(db) => HostError::from(db),
+                    },
+                )?;
+                let answer = StoredAnswer::no_content();
+                dedupe::record_answer(txn, &id, &answer).await?;
+                Ok((answer, Some(applied)))
+            })
+        })
+        .await?;
+    match answer.1 {
+        Some(applied) => tracing::info!(
+            webhook_id = %message.verified.id,
+            event = kind.name(),
+            shop_id = %envelope.shop_id,
+            ?applied,
+            "event processed"
+        ),
+        None => {
+            tracing::info!(webhook_id = %message.verified.id, event = kind.name(), "repeated message answered again")
+        }
+    }
+    Ok(answer.0)
+}

@@ -1,0 +1,20 @@
+//! portal-invites: lets a workshop's staff invite a customer to the shop's Customer Portal from the
+//! host platform's star menu, by email or SMS, and gives the customer the pages to set a password,
+//! log in and reset it.
+//!
+//! The host-facing edge is [`host`]; the shop's world is [`shops`]; [`app`] puts them together.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod entities;
+pub mod health;
+pub mod host;
+pub mod maintenance;
+pub mod manifest;
+pub mod random;
+pub mod shops;
+pub mod telemetry;

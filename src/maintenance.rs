@@ -1,0 +1,52 @@
+//! Background housekeeping, driven by the service's [`Clock`](crate::clock::Clock): erasing the
+//! personal data of shops uninstalled for 48 hours, forgetting old webhook answers, and keeping
+//! SQLite's WAL file small.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::{app::AppState, host::dedupe, shops::records};
+
+/// How often the housekeeping runs on the wall clock (a manual clock also wakes it when moved).
+pub const INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs until `stop` changes.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut clock_moved = state.clock.watch();
+    loop {
+        run_once(&state).await;
+        tokio::select! {
+            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = clock_moved.moved() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One round of every job. A failing job is logged and retried next round; it never stops the loop.
+pub async fn run_once(state: &AppState) {
+    let now = state.clock.now();
+    let erased =
+        state.db.write(move |txn| Box::pin(async move { records::erase_due_shops(txn, now).await })).await;
+    match erased {
+        Ok(shops) => {
+            for shop_id in shops {
+                tracing::info!(%shop_id, "erased the personal data of a shop uninstalled 48 hours ago");
+            }
+        }
+        Err(error) => tracing::error!(%error, "erasing uninstalled shops failed; will retry"),
+    }
+
+    let purged =
+        state.db.write(move |txn| Box::pin(async move { dedupe::purge_old_answers(txn, now).await })).await;
+    match purged {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "forgot webhook answers older than the retention"),
+        Err(error) => tracing::error!(%error, "purging old webhook answers failed; will retry"),
+    }
+
+    if let Err(error) = state.db.checkpoint().await {
+        tracing::warn!(%error, "SQLite checkpoint failed; will retry");
+    }
+}

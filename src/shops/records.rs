@@ -1,0 +1,253 @@
+//! Keeping the shop's world as the host describes it: each change is one statement that applies the
+//! `version` rule inside the database (`ON CONFLICT … DO UPDATE … WHERE stored.version <
+//! new.version`), so two instances, or a retry racing a newer event, can never let an older snapshot
+//! win.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::{Alias, Expr, ExprTrait, OnConflict},
+};
+
+use super::snapshot::{CustomerSnapshot, ShopSnapshot};
+use crate::{
+    clock::to_millis,
+    domain::{CustomerId, ShopId},
+    entities::{customer, shop},
+};
+
+/// How long an uninstalled shop's personal data is kept, in case it is installed again.
+pub const ERASURE_GRACE: TimeDelta = TimeDelta::hours(48);
+
+/// What became of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Stored.
+    Stored,
+    /// Ignored: we already hold this or a newer version.
+    Stale,
+    /// Ignored: the customer was deleted, and deletion is final.
+    Deleted,
+    /// Ignored: the shop is uninstalled, so we keep no new personal data for it.
+    ShopUninstalled,
+}
+
+fn excluded(column: impl sea_orm::IdenStatic) -> Expr {
+    Expr::col((Alias::new("excluded"), column))
+}
+
+/// The shop row, if the shop ever installed the plugin.
+pub async fn find_shop<C: ConnectionTrait>(conn: &C, id: &ShopId) -> Result<Option<shop::Model>, DbErr> {
+    shop::Entity::find_by_id(id.as_str()).one(conn).await
+}
+
+/// Stores a shop snapshot unless a newer one is stored. A shop seen for the first time is created
+/// uninstalled; only [`record_install`] installs it.
+pub async fn store_shop<C: ConnectionTrait>(
+    conn: &C,
+    snapshot: &ShopSnapshot,
+    now: DateTime<Utc>,
+) -> Result<Applied, DbErr> {
+    let now = to_millis(now);
+    let row = shop::ActiveModel {
+        id: Set(snapshot.id.as_str().to_owned()),
+        name: Set(snapshot.name.as_str().to_owned()),
+        subscription_tier: Set(snapshot.tier.as_str().to_owned()),
+        portal_active: Set(snapshot.portal_active),
+        timezone: Set(snapshot.timezone.name().to_owned()),
+        locale: Set(snapshot.locale.as_str().to_owned()),
+        email: Set(snapshot.email.as_ref().map(|e| e.as_str().to_owned())),
+        phone: Set(snapshot.phone.as_ref().map(|p| p.as_str().to_owned())),
+        version: Set(snapshot.version),
+        installed: Set(false),
+        lifecycle_at: Set(i64::MIN),
+        erase_due_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    use shop::Column as C;
+    let rows = shop::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(C::Id)
+                .update_columns([
+                    C::Name,
+                    C::SubscriptionTier,
+                    C::PortalActive,
+                    C::Timezone,
+                    C::Locale,
+                    C::Email,
+                    C::Phone,
+                    C::Version,
+                    C::UpdatedAt,
+                ])
+                .action_and_where(Expr::col((shop::Entity, C::Version)).lt(excluded(C::Version)))
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(if rows == 1 { Applied::Stored } else { Applied::Stale })
+}
+
+/// `plugin.installed`: stores the snapshot and installs the shop, unless a later install or
+/// uninstall was already applied (a late retry must not undo it). Cancels a pending erasure.
+pub async fn record_install<C: ConnectionTrait>(
+    conn: &C,
+    snapshot: &ShopSnapshot,
+    occurred_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Applied, DbErr> {
+    store_shop(conn, snapshot, now).await?;
+    set_lifecycle(conn, &snapshot.id, true, occurred_at, now).await
+}
+
+/// `plugin.uninstalled`: the shop is served no more from now on; its personal data is due for
+/// erasure 48 hours after the uninstall happened.
+pub async fn record_uninstall<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &ShopId,
+    occurred_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Applied, DbErr> {
+    set_lifecycle(conn, shop_id, false, occurred_at, now).await
+}
+
+async fn set_lifecycle<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &ShopId,
+    installed: bool,
+    occurred_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Applied, DbErr> {
+    // The event time orders lifecycle events; the erasure is scheduled from it too, but never from a
+    // time that has not come yet on our clock (the host's clock may run ahead).
+    let erase_due_at = (!installed).then(|| to_millis(std::cmp::min(occurred_at, now) + ERASURE_GRACE));
+    let result = shop::Entity::update_many()
+        .col_expr(shop::Column::Installed, Expr::value(installed))
+        .col_expr(shop::Column::LifecycleAt, Expr::value(to_millis(occurred_at)))
+        .col_expr(shop::Column::EraseDueAt, Expr::value(erase_due_at))
+        .col_expr(shop::Column::UpdatedAt, Expr::value(to_millis(now)))
+        .filter(shop::Column::Id.eq(shop_id.as_str()))
+        .filter(shop::Column::LifecycleAt.lte(to_millis(occurred_at)))
+        .exec(conn)
+        .await?;
+    Ok(if result.rows_affected == 1 { Applied::Stored } else { Applied::Stale })
+}
+
+/// `customer.updated`: stores the snapshot unless a newer one is stored, the customer was deleted, or
+/// the shop is uninstalled.
+pub async fn store_customer<C: ConnectionTrait>(
+    conn: &C,
+    shop: &shop::Model,
+    snapshot: &CustomerSnapshot,
+    now: DateTime<Utc>,
+) -> Result<Applied, DbErr> {
+    if !shop.installed {
+        return Ok(Applied::ShopUninstalled);
+    }
+    let row = customer::ActiveModel {
+        shop_id: Set(shop.id.clone()),
+        id: Set(snapshot.id.as_str().to_owned()),
+        first_name: Set(snapshot.first_name.as_ref().map(|t| t.as_str().to_owned())),
+        last_name: Set(snapshot.last_name.as_ref().map(|t| t.as_str().to_owned())),
+        email: Set(snapshot.email.as_ref().map(|e| e.as_str().to_owned())),
+        mobile: Set(snapshot.mobile.as_ref().map(|m| m.as_str().to_owned())),
+        version: Set(snapshot.version),
+        deleted_at: Set(None),
+        updated_at: Set(to_millis(now)),
+    };
+    use customer::Column as C;
+    let rows = customer::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([C::ShopId, C::Id])
+                .update_columns([C::FirstName, C::LastName, C::Email, C::Mobile, C::Version, C::UpdatedAt])
+                .action_and_where(
+                    Expr::col((customer::Entity, C::Version))
+                        .lt(excluded(C::Version))
+                        .and(Expr::col((customer::Entity, C::DeletedAt)).is_null()),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    if rows == 1 {
+        return Ok(Applied::Stored);
+    }
+    let stored =
+        customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
+    Ok(match stored {
+        Some(row) if row.deleted_at.is_some() => Applied::Deleted,
+        _ => Applied::Stale,
+    })
+}
+
+/// `customer.deleted`: erases the customer's personal data and leaves a tombstone, so no update,
+/// however late, brings them back. Applied whatever the versions: erasing is always safe.
+pub async fn delete_customer<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &ShopId,
+    customer_id: &CustomerId,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let now = to_millis(now);
+    let tombstone = customer::ActiveModel {
+        shop_id: Set(shop_id.as_str().to_owned()),
+        id: Set(customer_id.as_str().to_owned()),
+        first_name: Set(None),
+        last_name: Set(None),
+        email: Set(None),
+        mobile: Set(None),
+        version: Set(version),
+        deleted_at: Set(Some(now)),
+        updated_at: Set(now),
+    };
+    use customer::Column as C;
+    let stored_version = Expr::col((customer::Entity, C::Version));
+    customer::Entity::insert(tombstone)
+        .on_conflict(
+            OnConflict::columns([C::ShopId, C::Id])
+                .update_columns([C::FirstName, C::LastName, C::Email, C::Mobile, C::UpdatedAt])
+                // Keep the highest version and the first deletion time (portable GREATEST/COALESCE).
+                .value(
+                    C::Version,
+                    Expr::case(stored_version.clone().gt(excluded(C::Version)), stored_version)
+                        .finally(excluded(C::Version)),
+                )
+                .value(
+                    C::DeletedAt,
+                    Expr::col((customer::Entity, C::DeletedAt)).if_null(excluded(C::DeletedAt)),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Erases the personal data of every shop whose 48 hours after uninstalling have passed and that
+/// was not installed again: its customers and the shop's own contact details. Returns the shops.
+pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<Vec<String>, DbErr> {
+    let due: Vec<shop::Model> = shop::Entity::find()
+        .filter(shop::Column::EraseDueAt.lte(to_millis(now)))
+        .filter(shop::Column::Installed.eq(false))
+        .all(conn)
+        .await?;
+    let mut erased = Vec::with_capacity(due.len());
+    for shop in due {
+        customer::Entity::delete_many()
+            .filter(customer::Column::ShopId.eq(shop.id.as_str()))
+            .exec(conn)
+            .await?;
+        shop::Entity::update_many()
+            .col_expr(shop::Column::Email, Expr::value(Option::<String>::None))
+            .col_expr(shop::Column::Phone, Expr::value(Option::<String>::None))
+            .col_expr(shop::Column::EraseDueAt, Expr::value(Option::<i64>::None))
+            .col_expr(shop::Column::UpdatedAt, Expr::value(to_millis(now)))
+            .filter(shop::Column::Id.eq(shop.id.as_str()))
+            .filter(shop::Column::Installed.eq(false))
+            .exec(conn)
+            .await?;
+        erased.push(shop.id);
+    }
+    Ok(erased)
+}

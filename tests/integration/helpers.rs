@@ -1,0 +1,361 @@
+//! The test harness: each test starts the real service on port 0 with its own fresh database
+//! (a SQLite file in a temporary folder, or a PostgreSQL database created for it), a manual clock,
+//! and a log capture, and talks to it over HTTP like the host would.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use portal_invites::{
+    app::App, clock::Clock, config::Settings, db::Database, host::signature::WebhookSecret,
+};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+/// The instant every test's clock starts at.
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().to_utc()
+}
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file of its own.
+    Sqlite,
+    /// A PostgreSQL database of its own, on `PORTAL_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// The PostgreSQL server for tests, if configured.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("PORTAL_TEST_POSTGRES_URL").ok().filter(|u| !u.trim().is_empty())
+}
+
+/// A fresh database: where it is and how to throw it away.
+pub struct TestDatabase {
+    /// The URL the service connects to.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres_name: Option<String>,
+}
+
+impl TestDatabase {
+    /// Makes a fresh, empty database, or `None` for PostgreSQL when no server is configured.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/portal.db?mode=rwc", dir.path().display());
+                Some(Self { url, _dir: Some(dir), postgres_name: None })
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url()?;
+                let name = format!("portal_test_{}", hex(&rand_bytes()));
+                let conn =
+                    sea_orm::Database::connect(&admin).await.expect("PORTAL_TEST_POSTGRES_URL is reachable");
+                conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+                conn.close().await.unwrap();
+                let url = replace_database(&admin, &name);
+                Some(Self { url, _dir: None, postgres_name: Some(name) })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let (Some(name), Some(admin)) = (self.postgres_name.take(), postgres_admin_url()) {
+            // Dropping runs outside the test's runtime, which may be shutting down.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    if let Ok(conn) = sea_orm::Database::connect(&admin).await {
+                        let _ = conn
+                            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                        let _ = conn.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Log lines captured from the service while a test runs.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Options for starting a test service.
+pub struct Options {
+    /// Extra or overriding settings (`PORTAL_…` names).
+    pub env: Vec<(String, String)>,
+    /// Secrets to configure; the first is the one [`TestApp::sign`] uses.
+    pub secrets: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { env: Vec::new(), secrets: vec![WebhookSecret::generate()] }
+    }
+}
+
+/// A running service with its own database.
+pub struct TestApp {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The service's clock (manual).
+    pub clock: Clock,
+    /// The service's database.
+    pub db: Database,
+    /// What the service logged.
+    pub logs: CapturedLogs,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// The secret messages are signed with.
+    pub secret: WebhookSecret,
+    app: Option<App>,
+    database: Option<TestDatabase>,
+    _log_guard: tracing::subscriber::DefaultGuard,
+}
+
+impl TestApp {
+    /// Starts a service on `backend` with default options; `None` when PostgreSQL is not configured.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    /// Starts a service with options.
+    pub async fn spawn_with(backend: Backend, options: Options) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        Some(Self::start(database, options, Clock::manual(start_time())).await)
+    }
+
+    /// Starts a service on an existing test database (to share it between instances).
+    pub async fn start(database: TestDatabase, options: Options, clock: Clock) -> Self {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("debug,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,hyper=warn,poem=info")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let log_guard = tracing::subscriber::set_default(subscriber);
+
+        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut env = vec![
+            ("PORTAL_DATABASE_URL".to_owned(), database.url.clone()),
+            ("PORTAL_PUBLIC_URL".to_owned(), url.clone()),
+            ("PORTAL_WEBHOOK_SECRETS".to_owned(), options.secrets.join(" ")),
+        ];
+        env.extend(options.env);
+        let settings = Settings::load(None, env).expect("test settings are valid");
+        let app = App::start_on(acceptor, settings, clock.clone()).await.expect("the service starts");
+        let secret = WebhookSecret::parse(&options.secrets[0]).unwrap();
+        Self {
+            url,
+            clock,
+            db: app.state().db.clone(),
+            logs,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            secret,
+            app: Some(app),
+            database: Some(database),
+            _log_guard: log_guard,
+        }
+    }
+
+    /// The URL of the test's database.
+    pub fn database_url(&self) -> String {
+        self.database.as_ref().expect("the database is still attached").url.clone()
+    }
+
+    /// Stops the service and hands back its database, to start another instance on it.
+    pub async fn stop(mut self) -> TestDatabase {
+        self.app.take().unwrap().stop().await.unwrap();
+        self.database.take().unwrap()
+    }
+
+    /// The signature headers for `body` under id `id`, signed with the first secret now.
+    pub fn sign(&self, id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        let ts = self.clock.now().timestamp();
+        vec![
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", self.secret.sign(id, ts, body)),
+        ]
+    }
+
+    /// POSTs raw bytes with the given headers.
+    pub async fn post_raw(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.url)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// POSTs a correctly signed JSON message to `path`.
+    pub async fn post_signed(&self, path: &str, id: &str, message: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(message).unwrap();
+        let mut headers = self.sign(id, &body);
+        headers.push(("content-type", "application/json".to_owned()));
+        self.post_raw(path, &headers, body).await
+    }
+
+    /// POSTs a correctly signed event to `/webhooks` and returns the status.
+    pub async fn send(&self, id: &str, message: &Value) -> u16 {
+        self.post_signed("/webhooks", id, message).await.status().as_u16()
+    }
+
+    /// Sends an event that must be accepted.
+    pub async fn deliver(&self, message: &Value) {
+        let id = format!("msg_{}", hex(&rand_bytes()));
+        let status = self.send(&id, message).await;
+        assert_eq!(status, 204, "{message}");
+    }
+
+    /// GETs a path.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.url)).send().await.unwrap()
+    }
+
+    /// Runs a query (written to work on both databases) and returns its rows.
+    pub async fn rows(&self, sql: &str) -> Vec<sea_orm::QueryResult> {
+        self.db.conn().query_all_raw(sea_orm::Statement::from_string(self.db.backend(), sql)).await.unwrap()
+    }
+
+    /// One integer from a query such as `SELECT COUNT(*) …`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let rows = self.rows(sql).await;
+        let row = rows.first().expect("one row");
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// Moves the service's clock.
+    pub fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+    }
+
+    /// Waits (up to 10 s) until `check` holds.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        for _ in 0..200 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+}
+
+/// The shop snapshot of the contract, with a version.
+pub fn shop(id: &str, version: u64) -> Value {
+    json!({"id": id, "name": "Southside Auto Care", "subscription_tier": "gold",
+           "customer_portal_active": true, "timezone": "Australia/Brisbane", "locale": "en-AU",
+           "email": "service@southside.example", "phone": "+61 7 3000 0000", "version": version})
+}
+
+/// An envelope of `type` for shop `shop_id` at the service's start time plus `seconds`.
+pub fn envelope(event_type: &str, shop_id: &str, seconds: i64, data: Value) -> Value {
+    let at = start_time() + TimeDelta::seconds(seconds);
+    json!({"type": event_type, "timestamp": at.to_rfc3339(), "shop_id": shop_id, "data": data})
+}
+
+/// `plugin.installed` for a gold shop.
+pub fn installed(shop_id: &str, version: u64) -> Value {
+    envelope(
+        "plugin.installed",
+        shop_id,
+        0,
+        json!({"shop": shop(shop_id, version), "installed_by": {"id": "usr_1", "name": "Owner"}}),
+    )
+}
+
+/// `customer.updated` with the contract's example customer.
+pub fn customer_updated(shop_id: &str, customer_id: &str, version: u64, email: &str) -> Value {
+    envelope(
+        "customer.updated",
+        shop_id,
+        0,
+        json!({"customer": {"id": customer_id, "first_name": "Jana", "last_name": "Kowalski",
+                            "email": email, "mobile": "+61412345678", "version": version}}),
+    )
+}
+
+/// Declares each scenario twice: once on SQLite, once on PostgreSQL (skipped, with a note, when
+/// `PORTAL_TEST_POSTGRES_URL` is not set).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await.unwrap();
+                    super::$scenario(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    match $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await {
+                        Some(app) => super::$scenario(app).await,
+                        None => eprintln!("skipped: set PORTAL_TEST_POSTGRES_URL to run this on PostgreSQL"),
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary (each extra binary costs a link): every module is a suite.
+//! Scenarios declared with `on_both_databases!` run on SQLite and, when `PORTAL_TEST_POSTGRES_URL`
+//! is set, on PostgreSQL too.
+
+mod helpers;
+mod lifecycle;
+mod platform;
+mod webhooks;

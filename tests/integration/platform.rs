@@ -1,0 +1,179 @@
+//! The service as an operator and an integrator meet it: the command line, the manifest, the OpenAPI
+//! document, health probes, the service keys and the SQLite settings.
+
+use std::process::Command;
+
+use portal_invites::{
+    db::{SQLITE_WAL_SIZE_LIMIT, keys},
+    manifest::{EMBEDDED, Manifest},
+};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+crate::on_both_databases!(
+    every_url_in_the_manifest_is_routed_to_signed_intake,
+    the_openapi_document_lists_every_answer,
+    health_and_readiness_follow_the_database,
+    instances_sharing_a_database_share_their_keys,
+);
+
+async fn every_url_in_the_manifest_is_routed_to_signed_intake(app: TestApp) {
+    let manifest = Manifest::parse(EMBEDDED).unwrap();
+    for url in manifest.urls() {
+        let response =
+            app.post_raw(url, &[("content-type", "application/json".to_owned())], b"{}".to_vec()).await;
+        assert_eq!(response.status().as_u16(), 401, "{url} is not routed to the signed intake");
+    }
+    let served = app.get("/manifest.toml").await.text().await.unwrap();
+    let served = Manifest::parse(&served).unwrap();
+    assert_eq!(served.plugin.base_url, app.url);
+    assert_eq!(served.webhooks, manifest.webhooks);
+}
+
+async fn the_openapi_document_lists_every_answer(app: TestApp) {
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let responses = &spec["paths"]["/webhooks"]["post"]["responses"];
+    for status in ["204", "400", "401", "404", "413", "415", "422", "500", "503"] {
+        assert!(responses.get(status).is_some(), "{status} missing from {responses}");
+    }
+    assert_eq!(
+        responses["401"]["content"]["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+    let body = &spec["paths"]["/webhooks"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["$ref"], "#/components/schemas/LifecycleEnvelope");
+    let docs = app.get("/docs/").await;
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(docs.text().await.unwrap().contains("openapi"));
+}
+
+async fn health_and_readiness_follow_the_database(app: TestApp) {
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
+    assert_eq!(app.get("/readyz").await.status().as_u16(), 200);
+    app.db.clone().close().await.unwrap();
+    assert_eq!(app.get("/readyz").await.status().as_u16(), 503);
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
+}
+
+async fn instances_sharing_a_database_share_their_keys(app: TestApp) {
+    let first = keys::load_or_create(&app.db, "cookies", app.clock.now()).await.unwrap();
+    let again = keys::load_or_create(&app.db, "cookies", app.clock.now()).await.unwrap();
+    assert_eq!(first, again);
+    assert!(first.bytes().len() >= 32);
+    let other = keys::load_or_create(&app.db, "something-else", app.clock.now()).await.unwrap();
+    assert_ne!(first, other);
+    // A second instance on the same database reads the same key.
+    let second = portal_invites::db::Database::connect(
+        &portal_invites::config::DatabaseUrl::parse(&app.database_url()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(keys::load_or_create(&second, "cookies", app.clock.now()).await.unwrap(), first);
+    assert_eq!(format!("{first:?}"), "ServiceKey(redacted)");
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    // Several pooled connections: ask more than once, so each gets checked.
+    for _ in 0..6 {
+        let rows = app.rows("PRAGMA journal_mode").await;
+        assert_eq!(rows[0].try_get_by_index::<String>(0).unwrap(), "wal");
+        assert_eq!(app.count("PRAGMA foreign_keys").await, 1);
+        assert_eq!(app.count("PRAGMA busy_timeout").await, 5000);
+        assert_eq!(app.count("PRAGMA synchronous").await, 2, "FULL");
+    }
+}
+
+#[tokio::test]
+async fn the_sqlite_wal_stays_bounded_under_sustained_load() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.deliver(&installed("shop_a", 1)).await;
+    let db_path = app.database_url().trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
+    let wal = format!("{db_path}-wal");
+    let mut largest = 0;
+    for round in 0..30 {
+        let batch = (0..100).map(|i| {
+            let n = round * 100 + i;
+            let message = customer_updated("shop_a", &format!("cus_{n}"), 1, &format!("c{n}@example.com"));
+            let app = &app;
+            async move { app.send(&format!("msg_{n}"), &message).await }
+        });
+        for status in futures_util::future::join_all(batch).await {
+            assert_eq!(status, 204);
+        }
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 3000);
+    // 3000 commits of several pages each would be tens of MiB if checkpoints stopped.
+    assert!(largest <= SQLITE_WAL_SIZE_LIMIT, "the WAL grew to {largest} bytes");
+    assert!(largest < 8 * 1024 * 1024, "the WAL grew to {largest} bytes: checkpoints are not running");
+}
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portal-invites"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PORTAL_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+#[test]
+fn serve_without_a_secret_stops_with_one_clear_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary().arg("serve").current_dir(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PORTAL_WEBHOOK_SECRETS"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+
+    let output = binary()
+        .arg("serve")
+        .env("PORTAL_WEBHOOK_SECRETS", "whsec_tooshort")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("PORTAL_WEBHOOK_SECRETS") && !stderr.contains("tooshort"), "{stderr}");
+
+    let output =
+        binary().args(["serve", "--config", "missing.toml"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn secret_prints_a_fresh_usable_secret() {
+    let output = binary().arg("secret").output().unwrap();
+    assert!(output.status.success());
+    let secret = String::from_utf8(output.stdout).unwrap();
+    assert!(portal_invites::host::signature::WebhookSecret::parse(secret.trim()).is_ok(), "{secret}");
+}
+
+#[test]
+fn check_manifest_accepts_the_shipped_one_and_explains_a_broken_one() {
+    let output = binary().arg("check-manifest").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("plugin.toml");
+    std::fs::write(&broken, EMBEDDED.replace("[webhooks]", "[webhooks]\nretries = 3")).unwrap();
+    let output = binary().arg("check-manifest").arg(&broken).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("retries"));
+}
+
+#[test]
+fn migrate_applies_and_lists_migrations_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/elsewhere/db.sqlite?mode=rwc", dir.path().display());
+    let status = binary().args(["migrate", "--status"]).env("PORTAL_DATABASE_URL", &url).output().unwrap();
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("pending  m20261123_000001_foundation"));
+    let applied = binary().arg("migrate").env("PORTAL_DATABASE_URL", &url).current_dir("/").output().unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(String::from_utf8_lossy(&applied.stdout).contains("applied  m20261123_000001_foundation"));
+}

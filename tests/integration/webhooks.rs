@@ -1,0 +1,265 @@
+//! `POST /webhooks` at the protocol level: every status of contract §7, signatures, the body limit,
+//! de-duplication and secret rotation.
+
+use chrono::TimeDelta;
+use portal_invites::host::signature::WebhookSecret;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+crate::on_both_databases!(
+    an_install_is_answered_204_and_stored,
+    every_protocol_failure_gets_its_status_as_a_problem_document,
+    a_body_over_64_kib_is_refused_even_without_a_content_length,
+    a_replayed_webhook_id_gets_the_same_answer_and_is_not_applied_again,
+    fifty_concurrent_copies_of_one_message_have_exactly_one_effect,
+    a_database_fault_is_a_500_problem_and_stores_nothing,
+);
+
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    (status, body)
+}
+
+async fn an_install_is_answered_204_and_stored(app: TestApp) {
+    let response = app.post_signed("/webhooks", "msg_install_1", &installed("shop_8f2k", 12)).await;
+    assert_eq!(response.status().as_u16(), 204);
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert_eq!(app.count("SELECT COUNT(*) FROM shops WHERE id = 'shop_8f2k' AND installed = TRUE").await, 1);
+    assert_eq!(app.count("SELECT version FROM shops WHERE id = 'shop_8f2k'").await, 12);
+}
+
+async fn every_protocol_failure_gets_its_status_as_a_problem_document(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    let good = serde_json::to_vec(&customer_updated("shop_a", "cus_1", 1, "jana@example.com")).unwrap();
+    let json_type = ("content-type", "application/json".to_owned());
+
+    // 400: not JSON at all, and an unknown type.
+    let mut headers = app.sign("msg_400a", b"{not json");
+    headers.push(json_type.clone());
+    let (status, body) = problem(app.post_raw("/webhooks", &headers, b"{not json".to_vec()).await).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("malformed-body")));
+    let unknown = envelope("order.created", "shop_a", 0, json!({}));
+    let (status, body) = problem(app.post_signed("/webhooks", "msg_400b", &unknown).await).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("unknown-event-type")));
+
+    // 401: no headers, a wrong signature, a stale and a future timestamp, a malformed id.
+    let (status, _) = problem(app.post_raw("/webhooks", std::slice::from_ref(&json_type), good.clone()).await).await;
+    assert_eq!(status, 401);
+    let other = WebhookSecret::parse(&WebhookSecret::generate()).unwrap();
+    let ts = app.clock.now().timestamp();
+    let forged = vec![
+        ("webhook-id", "msg_401".to_owned()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", other.sign("msg_401", ts, &good)),
+        json_type.clone(),
+    ];
+    let (status, body) = problem(app.post_raw("/webhooks", &forged, good.clone()).await).await;
+    assert_eq!(status, 401);
+    let expected = app.secret.sign("msg_401", ts, &good);
+    assert!(!body.to_string().contains(expected.trim_start_matches("v1,")), "the expected signature leaked");
+    for offset in [-301, 301] {
+        let ts = ts + offset;
+        let headers = vec![
+            ("webhook-id", "msg_401t".to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", app.secret.sign("msg_401t", ts, &good)),
+            json_type.clone(),
+        ];
+        let (status, _) = problem(app.post_raw("/webhooks", &headers, good.clone()).await).await;
+        assert_eq!(status, 401, "timestamp offset {offset}");
+    }
+    let mut bad_id = app.sign("msg 401", &good);
+    bad_id.push(json_type.clone());
+    assert_eq!(problem(app.post_raw("/webhooks", &bad_id, good.clone()).await).await.0, 401);
+
+    // 404: a shop that never installed.
+    let stranger = customer_updated("shop_never", "cus_1", 1, "x@example.com");
+    let (status, body) = problem(app.post_signed("/webhooks", "msg_404", &stranger).await).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("unknown-shop")));
+
+    // 413: a declared length over 64 KiB.
+    let big = vec![b' '; 64 * 1024 + 1];
+    let mut headers = app.sign("msg_413", &big);
+    headers.push(json_type.clone());
+    assert_eq!(problem(app.post_raw("/webhooks", &headers, big).await).await.0, 413);
+
+    // 415: signed, but not declared as JSON.
+    let mut headers = app.sign("msg_415", &good);
+    headers.push(("content-type", "text/plain".to_owned()));
+    assert_eq!(problem(app.post_raw("/webhooks", &headers, good.clone()).await).await.0, 415);
+
+    // 422: well-formed, but the mobile number is not E.164.
+    let mut bad_mobile = customer_updated("shop_a", "cus_1", 1, "jana@example.com");
+    bad_mobile["data"]["customer"]["mobile"] = json!("0412 345 678");
+    let (status, body) = problem(app.post_signed("/webhooks", "msg_422", &bad_mobile).await).await;
+    assert_eq!(status, 422);
+    assert!(body["detail"].as_str().unwrap().contains("data.customer.mobile"), "{body}");
+
+    // None of the refused messages left a trace.
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages").await, 1, "only the install is stored");
+
+    // And after all that, the good message still goes through: 204.
+    let mut headers = app.sign("msg_ok", &good);
+    headers.push(json_type);
+    assert_eq!(app.post_raw("/webhooks", &headers, good).await.status().as_u16(), 204);
+}
+
+async fn a_body_over_64_kib_is_refused_even_without_a_content_length(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    // Exactly 64 KiB (valid JSON padded with spaces) is accepted.
+    let mut body = serde_json::to_vec(&customer_updated("shop_a", "cus_1", 1, "a@example.com")).unwrap();
+    body.resize(64 * 1024, b' ');
+    let mut headers = app.sign("msg_exact", &body);
+    headers.push(("content-type", "application/json".to_owned()));
+    assert_eq!(app.post_raw("/webhooks", &headers, body).await.status().as_u16(), 204);
+
+    // One byte more, sent chunked so no Content-Length announces it, is refused once read.
+    let mut body = serde_json::to_vec(&customer_updated("shop_a", "cus_2", 1, "b@example.com")).unwrap();
+    body.resize(64 * 1024 + 1, b' ');
+    let headers = app.sign("msg_chunked", &body);
+    let addr = app.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "POST /webhooks HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+    );
+    for (name, value) in &headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    for chunk in body.chunks(8 * 1024) {
+        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+        stream.write_all(chunk).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers WHERE id = 'cus_2'").await, 0);
+}
+
+async fn a_replayed_webhook_id_gets_the_same_answer_and_is_not_applied_again(app: TestApp) {
+    let install = installed("shop_a", 1);
+    let first = app.post_signed("/webhooks", "msg_install", &install).await;
+    let first = (first.status(), first.bytes().await.unwrap());
+    app.deliver(&envelope(
+        "plugin.uninstalled",
+        "shop_a",
+        60,
+        json!({"uninstalled_by": {"id": "u", "name": "n"}}),
+    ))
+    .await;
+
+    // The host retries the install an hour later, re-signed with a new timestamp.
+    app.advance(TimeDelta::hours(1));
+    let again = app.post_signed("/webhooks", "msg_install", &install).await;
+    assert_eq!((again.status(), again.bytes().await.unwrap()), first);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM shops WHERE installed = TRUE").await,
+        0,
+        "the replay re-installed"
+    );
+    assert_eq!(app.logs.count("repeated message answered again"), 1);
+
+    // A replayed customer update does not overwrite a newer one that came in between.
+    let v1 = customer_updated("shop_a", "cus_1", 1, "old@example.com");
+    let mut reinstall = installed("shop_a", 2);
+    reinstall["timestamp"] = json!((start_time() + TimeDelta::hours(1)).to_rfc3339());
+    app.deliver(&reinstall).await;
+    assert_eq!(app.send("msg_cus_v1", &v1).await, 204);
+    app.deliver(&customer_updated("shop_a", "cus_1", 2, "new@example.com")).await;
+    assert_eq!(app.send("msg_cus_v1", &v1).await, 204);
+    let rows = app.rows("SELECT email FROM customers WHERE id = 'cus_1'").await;
+    assert_eq!(rows[0].try_get::<String>("", "email").unwrap(), "new@example.com");
+}
+
+async fn fifty_concurrent_copies_of_one_message_have_exactly_one_effect(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    let message = customer_updated("shop_a", "cus_1", 5, "jana@example.com");
+    let body = serde_json::to_vec(&message).unwrap();
+    let mut headers = app.sign("msg_storm", &body);
+    headers.push(("content-type", "application/json".to_owned()));
+
+    let copies = (0..50).map(|_| app.post_raw("/webhooks", &headers, body.clone()));
+    let responses = futures_util::future::join_all(copies).await;
+    for response in responses {
+        assert_eq!(response.status().as_u16(), 204);
+    }
+    // One for the install, one for the update.
+    assert_eq!(app.logs.count("event processed"), 2, "processed more than once:\n{}", app.logs.text());
+    assert_eq!(app.logs.count("repeated message answered again"), 49);
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE id = 'msg_storm'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+}
+
+async fn a_database_fault_is_a_500_problem_and_stores_nothing(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    app.rows("DROP TABLE customers").await;
+    let response =
+        app.post_signed("/webhooks", "msg_fault", &customer_updated("shop_a", "c", 1, "a@example.com")).await;
+    let (status, body) = problem(response).await;
+    assert_eq!(status, 500);
+    assert!(!body["detail"].as_str().unwrap().contains("customers"), "internals leaked: {body}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE id = 'msg_fault'").await, 0);
+}
+
+#[tokio::test]
+async fn a_secret_rotation_accepts_both_secrets_while_both_are_configured() {
+    let old = WebhookSecret::generate();
+    let new = WebhookSecret::generate();
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let clock = portal_invites::clock::Clock::manual(start_time());
+    let options = Options { env: vec![], secrets: vec![new.clone(), old.clone()] };
+    let app = TestApp::start(database, options, clock.clone()).await;
+    let old_secret = WebhookSecret::parse(&old).unwrap();
+    let new_secret = WebhookSecret::parse(&new).unwrap();
+
+    let send_with = |signers: Vec<WebhookSecret>, id: &'static str, message: Value| {
+        let app = &app;
+        async move {
+            let body = serde_json::to_vec(&message).unwrap();
+            let ts = app.clock.now().timestamp();
+            let signature = signers.iter().map(|s| s.sign(id, ts, &body)).collect::<Vec<_>>().join(" ");
+            let headers = vec![
+                ("webhook-id", id.to_owned()),
+                ("webhook-timestamp", ts.to_string()),
+                ("webhook-signature", signature),
+                ("content-type", "application/json".to_owned()),
+            ];
+            app.post_raw("/webhooks", &headers, body).await.status().as_u16()
+        }
+    };
+    // The host signs with both during the rotation, or with either alone.
+    assert_eq!(
+        send_with(vec![new_secret.clone(), old_secret.clone()], "m1", installed("shop_a", 1)).await,
+        204
+    );
+    assert_eq!(send_with(vec![old_secret.clone()], "m2", installed("shop_a", 2)).await, 204);
+    assert_eq!(send_with(vec![new_secret.clone()], "m3", installed("shop_a", 3)).await, 204);
+    let stranger = WebhookSecret::parse(&WebhookSecret::generate()).unwrap();
+    assert_eq!(send_with(vec![stranger], "m4", installed("shop_a", 4)).await, 401);
+
+    // Once the operator removes the old secret, only the new one is accepted.
+    let database = app.stop().await;
+    let options = Options { env: vec![], secrets: vec![new] };
+    let app = TestApp::start(database, options, clock).await;
+    let body = serde_json::to_vec(&installed("shop_a", 5)).unwrap();
+    let ts = app.clock.now().timestamp();
+    let headers = vec![
+        ("webhook-id", "m5".to_owned()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", old_secret.sign("m5", ts, &body)),
+        ("content-type", "application/json".to_owned()),
+    ];
+    assert_eq!(app.post_raw("/webhooks", &headers, body).await.status().as_u16(), 401);
+}
