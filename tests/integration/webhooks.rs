@@ -50,7 +50,8 @@ async fn every_protocol_failure_gets_its_status_as_a_problem_document(app: TestA
     assert_eq!((status, body["code"].as_str()), (400, Some("unknown-event-type")));
 
     // 401: no headers, a wrong signature, a stale and a future timestamp, a malformed id.
-    let (status, _) = problem(app.post_raw("/webhooks", std::slice::from_ref(&json_type), good.clone()).await).await;
+    let (status, _) =
+        problem(app.post_raw("/webhooks", std::slice::from_ref(&json_type), good.clone()).await).await;
     assert_eq!(status, 401);
     let other = WebhookSecret::parse(&WebhookSecret::generate()).unwrap();
     let ts = app.clock.now().timestamp();
