@@ -15,6 +15,7 @@ crate::on_both_databases!(
     a_replayed_webhook_id_gets_the_same_answer_and_is_not_applied_again,
     fifty_concurrent_copies_of_one_message_have_exactly_one_effect,
     a_database_fault_is_a_500_problem_and_stores_nothing,
+    a_message_still_being_processed_elsewhere_gets_503_with_retry_after,
 );
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
@@ -263,4 +264,22 @@ async fn a_secret_rotation_accepts_both_secrets_while_both_are_configured() {
         ("content-type", "application/json".to_owned()),
     ];
     assert_eq!(app.post_raw("/webhooks", &headers, body).await.status().as_u16(), 401);
+}
+
+async fn a_message_still_being_processed_elsewhere_gets_503_with_retry_after(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    // Another instance claimed this id and has not stored its answer yet.
+    app.rows(
+        "INSERT INTO webhook_messages (id, endpoint, event_type, shop_id, customer_id, status, response_body, received_at) \
+         VALUES ('msg_busy', 'webhooks', 'customer.updated', 'shop_a', 'cus_1', NULL, NULL, 0)",
+    )
+    .await;
+    let response = app
+        .post_signed("/webhooks", "msg_busy", &customer_updated("shop_a", "cus_1", 1, "a@example.com"))
+        .await;
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = problem(response).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("busy")));
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 0, "nothing applied");
 }
