@@ -19,8 +19,9 @@ use crate::{
     clock::Clock,
     config::{SettingError, Settings},
     db::{Database, keys},
+    delivery::{Delivery, worker},
     health::HealthApi,
-    host::{intake::IntakeKeys, webhooks::WebhooksApi},
+    host::{actions::ActionsApi, intake::IntakeKeys, webhooks::WebhooksApi},
     maintenance,
     manifest::{self, Manifest},
     telemetry::AccessLog,
@@ -40,6 +41,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Keys the service made for itself.
     pub keys: Arc<ServiceKeys>,
+    /// Email, SMS and templates.
+    pub delivery: Arc<Delivery>,
 }
 
 /// The service's own keys, shared through the database by every instance.
@@ -63,6 +66,9 @@ pub enum StartError {
         /// What failed.
         cause: String,
     },
+    /// The templates or the delivery settings are not usable (exit code 2).
+    #[error("{0}")]
+    Delivery(String),
     /// The listening address could not be bound.
     #[error(
         "cannot listen on {addr}: {cause}; is another process using it? Set PORTAL_LISTEN to a free address"
@@ -103,6 +109,9 @@ impl App {
         clock: Clock,
     ) -> Result<Self, StartError> {
         let secrets: Arc<[_]> = settings.require_webhook_secrets()?.to_vec().into();
+        // reqwest is built without a default TLS provider; ring is the one used everywhere here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let delivery = Arc::new(Delivery::new(&settings).map_err(StartError::Delivery)?);
         let db_error = |cause: sea_orm::DbErr| StartError::Database {
             url: settings.database_url.to_string(),
             cause: cause.to_string(),
@@ -121,6 +130,7 @@ impl App {
             clock: clock.clone(),
             settings: Arc::new(settings),
             keys: Arc::new(ServiceKeys { cookies }),
+            delivery,
         };
         let routes = routes(&state, IntakeKeys { secrets, clock });
 
@@ -137,8 +147,13 @@ impl App {
                 )
                 .await
         });
-        let background = vec![tokio::spawn(maintenance::run(state.clone(), stopped))];
+        let background = vec![
+            tokio::spawn(maintenance::run(state.clone(), stopped.clone())),
+            tokio::spawn(worker::run(state.clone(), stopped)),
+        ];
         tracing::info!(%local_addr, public_url = %state.settings.public_url, database = %state.settings.database_url, "portal-invites is serving");
+        tracing::info!("{}", state.delivery.mailer.describe());
+        tracing::info!("{}", state.delivery.sms.describe());
         Ok(Self { local_addr, state, stop, server, background })
     }
 
@@ -176,7 +191,11 @@ impl App {
 fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static {
     let public_url = state.settings.public_url.as_str().trim_end_matches('/').to_owned();
     let api = OpenApiService::new(
-        (WebhooksApi { state: state.clone() }, HealthApi { state: state.clone() }),
+        (
+            WebhooksApi { state: state.clone() },
+            ActionsApi { state: state.clone() },
+            HealthApi { state: state.clone() },
+        ),
         "portal-invites",
         env!("CARGO_PKG_VERSION"),
     )

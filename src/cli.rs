@@ -115,7 +115,7 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Err(e @ StartError::Setting(_)) => {
+        Err(e @ (StartError::Setting(_) | StartError::Delivery(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

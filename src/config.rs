@@ -49,6 +49,43 @@ pub const SETTINGS: &[SettingInfo] = &[
         help: "log filter, e.g. info or portal_invites=debug,info",
     },
     SettingInfo { env: "PORTAL_LOG_FORMAT", default: Some("text"), help: "text or json" },
+    SettingInfo {
+        env: "PORTAL_INVITATION_TTL",
+        default: Some("7d"),
+        help: "how long a set-up link works (s, m, h or d)",
+    },
+    SettingInfo {
+        env: "PORTAL_SMTP_URL",
+        default: None,
+        help: "send email through this SMTP server (smtp://, smtps://, ?tls=required); unset: write .eml files",
+    },
+    SettingInfo {
+        env: "PORTAL_MAIL_FROM",
+        default: Some("Customer Portal <portal@localhost>"),
+        help: "the From address of every email",
+    },
+    SettingInfo {
+        env: "PORTAL_OUTBOX_DIR",
+        default: Some("data/outbox"),
+        help: "where email and SMS are written when no SMTP server or SMS gateway is set",
+    },
+    SettingInfo {
+        env: "PORTAL_TEMPLATES_DIR",
+        default: None,
+        help: "a folder whose files override the built-in templates (checked at start-up)",
+    },
+    SettingInfo {
+        env: "PORTAL_TWILIO_ACCOUNT_SID",
+        default: None,
+        help: "SMS through a Twilio-compatible Messages API: the account SID",
+    },
+    SettingInfo { env: "PORTAL_TWILIO_AUTH_TOKEN", default: None, help: "SMS: the auth token" },
+    SettingInfo { env: "PORTAL_TWILIO_FROM", default: None, help: "SMS: the sender number or name" },
+    SettingInfo {
+        env: "PORTAL_TWILIO_API_URL",
+        default: Some("https://api.twilio.com"),
+        help: "SMS: the API base URL",
+    },
 ];
 
 /// A setting that stops the start: which one, and what to do about it.
@@ -117,6 +154,45 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// A secret setting: `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// How email leaves the service.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// `PORTAL_SMTP_URL`; `None` writes `.eml` files instead.
+    pub smtp_url: Option<Secret>,
+    /// `PORTAL_MAIL_FROM`, checked.
+    pub from: lettre::message::Mailbox,
+}
+
+/// A Twilio-compatible Messages API.
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    /// `PORTAL_TWILIO_ACCOUNT_SID`.
+    pub account_sid: String,
+    /// `PORTAL_TWILIO_AUTH_TOKEN`.
+    pub auth_token: Secret,
+    /// `PORTAL_TWILIO_FROM`.
+    pub from: String,
+    /// `PORTAL_TWILIO_API_URL`.
+    pub api_url: Url,
+}
+
 /// Everything the service reads from its settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -132,6 +208,16 @@ pub struct Settings {
     pub log_filter: String,
     /// `PORTAL_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `PORTAL_INVITATION_TTL`.
+    pub invitation_ttl: Duration,
+    /// Email delivery.
+    pub mail: MailSettings,
+    /// `PORTAL_OUTBOX_DIR`: where messages go when there is no server or gateway.
+    pub outbox_dir: std::path::PathBuf,
+    /// `PORTAL_TEMPLATES_DIR`.
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// SMS delivery; `None` writes SMS to files in the outbox folder.
+    pub twilio: Option<TwilioSettings>,
 }
 
 impl Settings {
@@ -190,7 +276,40 @@ impl Settings {
                 ));
             }
         };
-        Ok(Self { listen, public_url, database_url, webhook_secrets, log_filter, log_format })
+        let invitation_ttl = parse_duration(&get("PORTAL_INVITATION_TTL")).ok_or_else(|| {
+            SettingError::new("PORTAL_INVITATION_TTL", "is not a duration; use e.g. 7d, 48h or 90m")
+        })?;
+        let smtp_url = non_empty(raw.get("PORTAL_SMTP_URL"));
+        if let Some(url) = &smtp_url {
+            lettre::transport::smtp::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url).map_err(|e| {
+                SettingError::new(
+                    "PORTAL_SMTP_URL",
+                    format!("is not an SMTP URL ({e}); use e.g. smtp://user:password@mail.example.com:587?tls=required"),
+                )
+            })?;
+        }
+        let from = get("PORTAL_MAIL_FROM").trim().parse().map_err(|_| {
+            SettingError::new(
+                "PORTAL_MAIL_FROM",
+                "is not a mailbox; use e.g. Customer Portal <portal@example.com>",
+            )
+        })?;
+        let outbox_dir = std::path::PathBuf::from(get("PORTAL_OUTBOX_DIR").trim());
+        let templates_dir = non_empty(raw.get("PORTAL_TEMPLATES_DIR")).map(std::path::PathBuf::from);
+        let twilio = parse_twilio(raw, &get("PORTAL_TWILIO_API_URL"))?;
+        Ok(Self {
+            listen,
+            public_url,
+            database_url,
+            webhook_secrets,
+            log_filter,
+            log_format,
+            invitation_ttl,
+            mail: MailSettings { smtp_url: smtp_url.map(Secret), from },
+            outbox_dir,
+            templates_dir,
+            twilio,
+        })
     }
 
     /// The secrets, or the error `serve` reports when none are configured.
@@ -210,6 +329,47 @@ impl Settings {
         self.public_url.scheme() == "http"
             && matches!(self.public_url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
     }
+}
+
+fn non_empty(value: Option<&String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// All three Twilio settings, or none of them.
+fn parse_twilio(
+    raw: &BTreeMap<String, String>,
+    api_url: &str,
+) -> Result<Option<TwilioSettings>, SettingError> {
+    let sid = non_empty(raw.get("PORTAL_TWILIO_ACCOUNT_SID"));
+    let token = non_empty(raw.get("PORTAL_TWILIO_AUTH_TOKEN"));
+    let from = non_empty(raw.get("PORTAL_TWILIO_FROM"));
+    let (account_sid, auth_token, from) = match (sid, token, from) {
+        (None, None, None) => return Ok(None),
+        (Some(sid), Some(token), Some(from)) => (sid, token, from),
+        (sid, token, _) => {
+            let missing = if sid.is_none() {
+                "PORTAL_TWILIO_ACCOUNT_SID"
+            } else if token.is_none() {
+                "PORTAL_TWILIO_AUTH_TOKEN"
+            } else {
+                "PORTAL_TWILIO_FROM"
+            };
+            return Err(SettingError::new(
+                missing,
+                "is not set, but other PORTAL_TWILIO_ settings are; set all three to send SMS, or none to write SMS to files",
+            ));
+        }
+    };
+    let api_url = Url::parse(api_url.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            SettingError::new(
+                "PORTAL_TWILIO_API_URL",
+                "is not an http(s) URL; the default is https://api.twilio.com",
+            )
+        })?;
+    Ok(Some(TwilioSettings { account_sid, auth_token: Secret(auth_token), from, api_url }))
 }
 
 fn parse_public_url(text: &str) -> Result<Url, SettingError> {
@@ -378,6 +538,33 @@ mod tests {
         assert!(Settings::load(Some(&path), env(&[])).unwrap_err().message.contains("TOML"));
         let missing = dir.path().join("missing.toml");
         assert!(Settings::load(Some(&missing), env(&[])).unwrap_err().message.contains("cannot be read"));
+    }
+
+    #[test]
+    fn delivery_settings_are_checked_and_secrets_hidden() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PORTAL_SMTP_URL", "smtp://user:hunter2@mail.example.com:587?tls=required"),
+                ("PORTAL_TWILIO_ACCOUNT_SID", "AC123"),
+                ("PORTAL_TWILIO_AUTH_TOKEN", "tw-secret"),
+                ("PORTAL_TWILIO_FROM", "+15550001111"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.mail.smtp_url.is_some() && s.twilio.is_some());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("tw-secret"), "{shown}");
+        assert_eq!(s.invitation_ttl, Duration::from_secs(7 * 86_400));
+
+        for (pairs, name) in [
+            (vec![("PORTAL_TWILIO_ACCOUNT_SID", "AC123")], "PORTAL_TWILIO_AUTH_TOKEN"),
+            (vec![("PORTAL_SMTP_URL", "http://mail.example.com")], "PORTAL_SMTP_URL"),
+            (vec![("PORTAL_MAIL_FROM", "not a mailbox")], "PORTAL_MAIL_FROM"),
+            (vec![("PORTAL_INVITATION_TTL", "a week")], "PORTAL_INVITATION_TTL"),
+        ] {
+            assert_eq!(Settings::load(None, env(&pairs)).unwrap_err().name, name);
+        }
     }
 
     #[test]

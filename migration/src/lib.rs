@@ -6,6 +6,7 @@
 pub use sea_orm_migration::{MigrationStatus, prelude::*};
 
 mod m20261123_000001_foundation;
+mod m20261123_000002_invitations;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -13,6 +14,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_foundation::Migration)]
+        vec![
+            Box::new(m20261123_000001_foundation::Migration),
+            Box::new(m20261123_000002_invitations::Migration),
+        ]
     }
 }

@@ -2,6 +2,10 @@
 //! (see [`crate::clock::to_millis`]).
 
 pub mod customer;
+pub mod invitation;
+pub mod outbox_message;
+pub mod portal_account;
 pub mod service_key;
 pub mod shop;
+pub mod token;
 pub mod webhook_message;

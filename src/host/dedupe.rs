@@ -99,6 +99,20 @@ pub async fn claim<C: ConnectionTrait>(
     })
 }
 
+/// The stored answer of a message, if it has one yet.
+pub async fn stored_answer<C: ConnectionTrait>(
+    conn: &C,
+    id: &WebhookId,
+) -> Result<Option<StoredAnswer>, DbErr> {
+    let row = webhook_message::Entity::find_by_id(id.as_str()).one(conn).await?;
+    Ok(row.and_then(|r| {
+        r.status.map(|status| StoredAnswer {
+            status: u16::try_from(status).unwrap_or(500),
+            body: r.response_body.unwrap_or_default(),
+        })
+    }))
+}
+
 /// Stores the answer of a claimed message.
 pub async fn record_answer<C: ConnectionTrait>(
     conn: &C,

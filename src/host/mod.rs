@@ -2,7 +2,9 @@
 //! problem answers, and the endpoints the manifest names (`/webhooks`; the star-menu action goes
 //! beside it in `actions`).
 
+pub mod actions;
 pub mod dedupe;
+pub mod dialog;
 pub mod events;
 pub mod intake;
 pub mod problem;

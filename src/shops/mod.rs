@@ -7,8 +7,16 @@ pub mod snapshot;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::{domain::ShopId, host::events::LifecycleEvent};
+use sea_orm::EntityTrait;
+
+use crate::{
+    domain::ShopId,
+    entities::{customer, shop},
+    host::events::LifecycleEvent,
+    invitations,
+};
 pub use records::Applied;
+use snapshot::CustomerSnapshot;
 
 /// Why an event could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +51,43 @@ pub async fn apply_event<C: ConnectionTrait>(
         }
         LifecycleEvent::CustomerUpdated(snapshot) => {
             let shop = require_shop(conn, shop_id).await?;
-            records::store_customer(conn, &shop, snapshot, now).await?
+            update_customer(conn, &shop, snapshot, now).await?
         }
         LifecycleEvent::CustomerDeleted { customer_id, version } => {
             require_shop(conn, shop_id).await?;
             records::delete_customer(conn, shop_id, customer_id, *version, now).await?;
+            invitations::erase_customer(conn, shop_id.as_str(), customer_id.as_str()).await?;
             Applied::Stored
         }
     };
+    Ok(applied)
+}
+
+/// Stores a customer snapshot (from `customer.updated` or a star-menu action) and, when it changed the
+/// email, lets the portal account follow.
+pub async fn update_customer<C: ConnectionTrait>(
+    conn: &C,
+    shop: &shop::Model,
+    snapshot: &CustomerSnapshot,
+    now: DateTime<Utc>,
+) -> Result<Applied, DbErr> {
+    let before =
+        customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
+    let applied = records::store_customer(conn, shop, snapshot, now).await?;
+    if applied == Applied::Stored {
+        let old = before.and_then(|c| c.email);
+        let new = snapshot.email.as_ref().map(|e| e.as_str());
+        if old.as_deref() != new {
+            invitations::follow_email_change(
+                conn,
+                &shop.id,
+                snapshot.id.as_str(),
+                snapshot.email.as_ref(),
+                now,
+            )
+            .await?;
+        }
+    }
     Ok(applied)
 }
 

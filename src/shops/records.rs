@@ -234,6 +234,7 @@ pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -
         .await?;
     let mut erased = Vec::with_capacity(due.len());
     for shop in due {
+        crate::invitations::erase_shop(conn, &shop.id).await?;
         customer::Entity::delete_many()
             .filter(customer::Column::ShopId.eq(shop.id.as_str()))
             .exec(conn)

@@ -66,6 +66,13 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// The same database for a second service instance (the first keeps ownership).
+    pub fn share(&self) -> Self {
+        Self { url: self.url.clone(), _dir: None, postgres_name: None }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let (Some(name), Some(admin)) = (self.postgres_name.take(), postgres_admin_url()) {
@@ -157,7 +164,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The secret messages are signed with.
     pub secret: WebhookSecret,
+    /// Where email and SMS go when no server or gateway is configured.
+    pub outbox_dir: std::path::PathBuf,
     app: Option<App>,
+    _outbox: tempfile::TempDir,
     database: Option<TestDatabase>,
     _log_guard: tracing::subscriber::DefaultGuard,
 }
@@ -188,7 +198,9 @@ impl TestApp {
         let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
         let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
+        let outbox = tempfile::tempdir().unwrap();
         let mut env = vec![
+            ("PORTAL_OUTBOX_DIR".to_owned(), outbox.path().display().to_string()),
             ("PORTAL_DATABASE_URL".to_owned(), database.url.clone()),
             ("PORTAL_PUBLIC_URL".to_owned(), url.clone()),
             ("PORTAL_WEBHOOK_SECRETS".to_owned(), options.secrets.join(" ")),
@@ -204,7 +216,9 @@ impl TestApp {
             logs,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             secret,
+            outbox_dir: outbox.path().to_owned(),
             app: Some(app),
+            _outbox: outbox,
             database: Some(database),
             _log_guard: log_guard,
         }
@@ -258,6 +272,31 @@ impl TestApp {
         let id = format!("msg_{}", hex(&rand_bytes()));
         let status = self.send(&id, message).await;
         assert_eq!(status, 204, "{message}");
+    }
+
+    /// Sends a signed star-menu message; it must be answered `200`. Returns the UI instruction.
+    pub async fn act(&self, message: &Value) -> Value {
+        let id = format!("msg_{}", hex(&rand_bytes()));
+        self.act_as(&id, message).await
+    }
+
+    /// Like [`TestApp::act`], with a given `webhook-id`.
+    pub async fn act_as(&self, id: &str, message: &Value) -> Value {
+        let response = self.post_signed("/actions/send-portal-invitation", id, message).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The star menu click for `customer` of `shop_id`.
+    pub async fn invoke(&self, shop_id: &str, customer: &Value) -> Value {
+        self.act(&action("action.invoked", shop_id, customer, "int_click", None)).await
+    }
+
+    /// The dialog's submission with `channel`.
+    pub async fn submit(&self, shop_id: &str, customer: &Value, interaction: &str, channel: &str) -> Value {
+        self.act(&action("dialog.submitted", shop_id, customer, interaction, Some(channel))).await
     }
 
     /// GETs a path.
@@ -332,6 +371,28 @@ pub fn customer_updated(shop_id: &str, customer_id: &str, version: u64, email: &
     )
 }
 
+/// A customer snapshot.
+pub fn customer(id: &str, email: Option<&str>, mobile: Option<&str>, version: u64) -> Value {
+    json!({"id": id, "first_name": "Jana", "last_name": "Kowalski", "email": email, "mobile": mobile, "version": version})
+}
+
+/// A star-menu message for the contract's gold shop.
+pub fn action(
+    kind: &str,
+    shop_id: &str,
+    customer: &Value,
+    interaction: &str,
+    channel: Option<&str>,
+) -> Value {
+    let mut data = json!({"action_key": "send-portal-invitation", "interaction_id": interaction,
+                          "user": {"id": "usr_9", "name": "Sam (front desk)"},
+                          "shop": shop(shop_id, 1), "customer": customer});
+    if let Some(channel) = channel {
+        data["values"] = json!({"channel": channel});
+    }
+    envelope(kind, shop_id, 0, data)
+}
+
 /// Declares each scenario twice: once on SQLite, once on PostgreSQL (skipped, with a note, when
 /// `PORTAL_TEST_POSTGRES_URL` is not set).
 #[macro_export]
@@ -358,4 +419,57 @@ macro_rules! on_both_databases {
             )*
         }
     };
+}
+
+/// Like [`on_both_databases!`], for scenarios that build their own service from a [`Backend`] (to give
+/// it an SMTP server or an SMS gateway). A scenario returns early when its backend is unavailable.
+#[macro_export]
+macro_rules! with_each_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    if $crate::helpers::postgres_admin_url().is_none() {
+                        eprintln!("skipped: set PORTAL_TEST_POSTGRES_URL to run this on PostgreSQL");
+                        return;
+                    }
+                    super::$scenario($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The service with a real SMTP server and the fake SMS gateway.
+pub struct Stack {
+    /// The service.
+    pub app: TestApp,
+    /// The SMTP server it sends through.
+    pub smtp: crate::smtp::SmtpSink,
+    /// The SMS gateway it sends through.
+    pub sms: crate::sms_gateway::FakeGateway,
+}
+
+impl Stack {
+    /// Starts all three, with a gold shop `shop_1` installed.
+    pub async fn start(backend: Backend) -> Self {
+        let smtp = crate::smtp::SmtpSink::start().await;
+        let sms = crate::sms_gateway::FakeGateway::start().await;
+        let mut env = sms.settings();
+        env.push(("PORTAL_SMTP_URL".into(), smtp.url()));
+        let app = TestApp::spawn_with(backend, Options { env, ..Options::default() })
+            .await
+            .expect("backend available");
+        app.deliver(&installed("shop_1", 1)).await;
+        Self { app, smtp, sms }
+    }
 }

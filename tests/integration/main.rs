@@ -2,7 +2,11 @@
 //! Scenarios declared with `on_both_databases!` run on SQLite and, when `PORTAL_TEST_POSTGRES_URL`
 //! is set, on PostgreSQL too.
 
+mod delivery;
 mod helpers;
+mod invitations;
 mod lifecycle;
 mod platform;
+mod sms_gateway;
+mod smtp;
 mod webhooks;

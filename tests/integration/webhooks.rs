@@ -21,7 +21,8 @@ crate::on_both_databases!(
 async fn problem(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-    let body: Value = response.json().await.unwrap();
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: {e}: {text:?}"));
     assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{body}");
     assert_eq!(body["status"], status, "{body}");
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
@@ -206,7 +207,8 @@ async fn fifty_concurrent_copies_of_one_message_have_exactly_one_effect(app: Tes
 
 async fn a_database_fault_is_a_500_problem_and_stores_nothing(app: TestApp) {
     app.deliver(&installed("shop_a", 1)).await;
-    app.rows("DROP TABLE customers").await;
+    let cascade = if app.db.backend() == sea_orm::DbBackend::Postgres { " CASCADE" } else { "" };
+    app.rows(&format!("DROP TABLE customers{cascade}")).await;
     let response =
         app.post_signed("/webhooks", "msg_fault", &customer_updated("shop_a", "c", 1, "a@example.com")).await;
     let (status, body) = problem(response).await;
@@ -269,10 +271,11 @@ async fn a_secret_rotation_accepts_both_secrets_while_both_are_configured() {
 async fn a_message_still_being_processed_elsewhere_gets_503_with_retry_after(app: TestApp) {
     app.deliver(&installed("shop_a", 1)).await;
     // Another instance claimed this id and has not stored its answer yet.
-    app.rows(
+    let now = app.clock.now().timestamp_millis();
+    app.rows(&format!(
         "INSERT INTO webhook_messages (id, endpoint, event_type, shop_id, customer_id, status, response_body, received_at) \
-         VALUES ('msg_busy', 'webhooks', 'customer.updated', 'shop_a', 'cus_1', NULL, NULL, 0)",
-    )
+         VALUES ('msg_busy', 'webhooks', 'customer.updated', 'shop_a', 'cus_1', NULL, NULL, {now})"
+    ))
     .await;
     let response = app
         .post_signed("/webhooks", "msg_busy", &customer_updated("shop_a", "cus_1", 1, "a@example.com"))

@@ -1,0 +1,204 @@
+//! One attempt to deliver one outbox message: gather what it says from the database as it is now,
+//! render it, hand it to the mail server or SMS gateway, and record the result.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+
+use super::{
+    Composed,
+    messages::{self, InvitationContext},
+    outbox::{self, Attempt, MessageKind, Recorded},
+};
+use crate::{
+    app::AppState,
+    clock::from_millis,
+    domain::TimeZone,
+    entities::{customer, invitation, outbox_message, portal_account, shop, token},
+    invitations::{Channel, InvitationStatus},
+    links,
+    tokens::{self, RawToken},
+};
+
+/// Makes one attempt at `message` (leased to this instance) and records it. `token` is the link's
+/// token in clear when the caller just issued it; otherwise the token gets a fresh value first.
+pub async fn attempt(state: &AppState, message: &outbox_message::Model, token: Option<RawToken>) -> Recorded {
+    let composed = match prepare(state, message, token).await {
+        Ok(composed) => composed,
+        Err(Prepared::Stop(attempt)) => {
+            return record(state, message, attempt).await;
+        }
+        Err(Prepared::Db(e)) => {
+            return record(
+                state,
+                message,
+                Attempt::Transient { reason: format!("database: {e}"), retry_after: None },
+            )
+            .await;
+        }
+    };
+    let result = match composed {
+        Composed::Email(email) => state.delivery.mailer.send(*email, &message.id).await,
+        Composed::Sms { to, body } => state.delivery.sms.send(&to, &body, &message.id).await,
+    };
+    record(state, message, result).await
+}
+
+async fn record(state: &AppState, message: &outbox_message::Model, attempt: Attempt) -> Recorded {
+    let owner = state.delivery.instance.clone();
+    let now = state.clock.now();
+    let row = message.clone();
+    let logged = attempt.clone();
+    let recorded = state
+        .db
+        .write(move |txn| Box::pin(async move { outbox::record(txn, &row, &owner, &attempt, now).await }))
+        .await;
+    match &recorded {
+        Ok(Recorded::Sent) => {
+            tracing::info!(message_id = %message.id, kind = %message.kind, channel = %message.channel, "message delivered")
+        }
+        Ok(Recorded::Retrying(at)) => {
+            tracing::warn!(message_id = %message.id, kind = %message.kind, next_attempt_at = %at, outcome = ?logged, "delivery failed; will retry")
+        }
+        Ok(Recorded::Failed(reason)) => {
+            tracing::warn!(message_id = %message.id, kind = %message.kind, %reason, "delivery failed for good")
+        }
+        Ok(Recorded::Cancelled) => {
+            tracing::info!(message_id = %message.id, outcome = ?logged, "message cancelled")
+        }
+        Ok(Recorded::LeaseLost) => {
+            tracing::warn!(message_id = %message.id, "lease lost to another sender; result not recorded")
+        }
+        Err(e) => {
+            tracing::error!(message_id = %message.id, error = %e, "could not record a delivery attempt; the lease will expire and it will be retried")
+        }
+    }
+    recorded.unwrap_or(Recorded::LeaseLost)
+}
+
+enum Prepared {
+    /// Do not send: record this instead.
+    Stop(Attempt),
+    /// The database failed: retry later.
+    Db(DbErr),
+}
+
+impl From<DbErr> for Prepared {
+    fn from(e: DbErr) -> Self {
+        Self::Db(e)
+    }
+}
+
+fn cancel(reason: &str) -> Prepared {
+    Prepared::Stop(Attempt::Cancelled { reason: reason.to_owned() })
+}
+
+async fn prepare(
+    state: &AppState,
+    message: &outbox_message::Model,
+    token: Option<RawToken>,
+) -> Result<Composed, Prepared> {
+    let conn = state.db.conn();
+    let recipient = message.recipient.clone().ok_or_else(|| cancel("no recipient"))?;
+    let channel = Channel::parse(&message.channel).ok_or_else(|| cancel("unknown channel"))?;
+    match MessageKind::parse(&message.kind) {
+        Some(MessageKind::Invitation) => {
+            let invitation_id = message.invitation_id.as_deref().ok_or_else(|| cancel("no invitation"))?;
+            let invitation = invitation::Entity::find_by_id(invitation_id)
+                .one(conn)
+                .await?
+                .ok_or_else(|| cancel("invitation gone"))?;
+            if InvitationStatus::parse(&invitation.status) != Some(InvitationStatus::Pending) {
+                return Err(cancel("the invitation is no longer pending"));
+            }
+            let (shop, customer, account) =
+                load_people(conn, &invitation.shop_id, &invitation.customer_id, &invitation.account_id)
+                    .await?;
+            let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
+            let (raw, expires_at) = token_for_attempt(state, token_id, token).await?;
+            let context = invitation_context(state, &shop, &customer, &account, &raw, expires_at);
+            let templates = &state.delivery.templates;
+            let rendered = match channel {
+                Channel::Email => {
+                    messages::invitation_email(templates, &context, &recipient, shop.email.clone())
+                        .map(|email| Composed::Email(Box::new(email)))
+                }
+                Channel::Sms => messages::invitation_sms(templates, &context)
+                    .map(|body| Composed::Sms { to: recipient, body }),
+            };
+            rendered
+                .map_err(|e| Prepared::Stop(Attempt::Transient { reason: e.to_string(), retry_after: None }))
+        }
+        _ => Err(cancel("this message kind is not sent by this version")),
+    }
+}
+
+async fn load_people<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+    account_id: &str,
+) -> Result<(shop::Model, customer::Model, portal_account::Model), Prepared> {
+    let shop = shop::Entity::find_by_id(shop_id).one(conn).await?.ok_or_else(|| cancel("shop gone"))?;
+    if !shop.installed {
+        return Err(cancel("the shop uninstalled the plugin"));
+    }
+    let customer = customer::Entity::find_by_id((shop_id.to_owned(), customer_id.to_owned()))
+        .one(conn)
+        .await?
+        .filter(|c| c.deleted_at.is_none())
+        .ok_or_else(|| cancel("customer deleted"))?;
+    let account = portal_account::Entity::find_by_id(account_id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| cancel("account gone"))?;
+    Ok((shop, customer, account))
+}
+
+/// The token in clear for this attempt: the one just issued, or a fresh value for the stored token.
+async fn token_for_attempt(
+    state: &AppState,
+    token_id: &str,
+    given: Option<RawToken>,
+) -> Result<(RawToken, DateTime<Utc>), Prepared> {
+    let row = token::Entity::find_by_id(token_id)
+        .one(state.db.conn())
+        .await?
+        .ok_or_else(|| cancel("token gone"))?;
+    let raw = match given {
+        Some(raw) => raw,
+        None => {
+            let now = state.clock.now();
+            let id = token_id.to_owned();
+            state
+                .db
+                .write(move |txn| Box::pin(async move { tokens::remint(txn, &id, now).await }))
+                .await?
+                .ok_or_else(|| cancel("the link was used, revoked or expired before it could be sent"))?
+        }
+    };
+    Ok((raw, from_millis(row.expires_at)))
+}
+
+fn invitation_context(
+    state: &AppState,
+    shop: &shop::Model,
+    customer: &customer::Model,
+    account: &portal_account::Model,
+    raw: &RawToken,
+    expires_at: DateTime<Utc>,
+) -> InvitationContext {
+    let public = &state.settings.public_url;
+    let zone =
+        TimeZone::parse(&shop.timezone).unwrap_or_else(|_| TimeZone::parse("UTC").expect("UTC exists"));
+    InvitationContext {
+        lang: shop.locale.clone(),
+        shop_name: shop.name.clone(),
+        first_name: customer.first_name.clone(),
+        username: account.username.clone(),
+        setup_url: links::setup(public, raw),
+        login_url: links::login(public, &shop.id),
+        expires_at: messages::shop_time(expires_at, zone),
+        shop_email: shop.email.clone(),
+        shop_phone: shop.phone.clone(),
+    }
+}

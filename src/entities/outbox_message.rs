@@ -1,0 +1,47 @@
+//! A message waiting to be delivered (or a record that it was), by email or SMS.
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `outbox`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "outbox")]
+pub struct Model {
+    /// Our id.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// The shop.
+    pub shop_id: String,
+    /// The customer it is for.
+    pub customer_id: Option<String>,
+    /// `invitation`, `password_reset` or `password_changed`.
+    pub kind: String,
+    /// `email` or `sms`.
+    pub channel: String,
+    /// Address or number; cleared once delivered or given up.
+    pub recipient: Option<String>,
+    /// The invitation it delivers.
+    pub invitation_id: Option<String>,
+    /// The token whose link it carries.
+    pub token_id: Option<String>,
+    /// `pending`, `sent`, `failed` or `cancelled`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Not before then.
+    pub next_attempt_at: i64,
+    /// Claimed by a sender until then.
+    pub lease_until: Option<i64>,
+    /// Which instance holds the lease.
+    pub lease_owner: Option<String>,
+    /// The last failure, for operators.
+    pub last_error: Option<String>,
+    /// Queued.
+    pub created_at: i64,
+    /// Accepted by the server or gateway.
+    pub sent_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

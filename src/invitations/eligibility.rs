@@ -1,0 +1,225 @@
+//! Whether a customer may be invited now, and if not, why. A pure function of what is stored, so the
+//! star-menu click and the dialog's submission apply exactly the same rules (the world may have
+//! changed in between, so the submission asks again).
+
+use chrono::{DateTime, Utc};
+
+use super::{Channel, InvitationStatus};
+use crate::{
+    clock::from_millis,
+    domain::{E164Number, EmailAddress, SubscriptionTier},
+    entities::{customer, invitation, shop},
+};
+
+/// Everything the rules look at.
+pub struct Facts<'a> {
+    /// The shop, if it ever installed the plugin.
+    pub shop: Option<&'a shop::Model>,
+    /// The customer as stored.
+    pub customer: Option<&'a customer::Model>,
+    /// The customer's invitation that did not fail, if any.
+    pub invitation: Option<&'a invitation::Model>,
+    /// Whether another customer of the shop already uses the customer's email as portal username.
+    pub email_taken: bool,
+}
+
+/// Why no invitation can be sent now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The plugin is not installed for the shop.
+    ShopNotInstalled,
+    /// The shop's tier does not include the portal.
+    TierInsufficient(SubscriptionTier),
+    /// The portal is not activated.
+    PortalInactive,
+    /// No email on the profile (or the profile was deleted).
+    EmailMissing,
+    /// Invited before, and the message was accepted for delivery.
+    AlreadySent {
+        /// How.
+        channel: Channel,
+        /// When it was accepted.
+        sent_at: DateTime<Utc>,
+    },
+    /// Invited before; delivery is still being retried.
+    StillQueued {
+        /// How.
+        channel: Channel,
+        /// When it was issued.
+        issued_at: DateTime<Utc>,
+    },
+    /// Another customer of the shop uses this email as their username.
+    EmailInUse(EmailAddress),
+}
+
+/// What an eligible customer can be invited with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eligible {
+    /// The address (and future username).
+    pub email: EmailAddress,
+    /// The mobile number, if the profile has one.
+    pub mobile: Option<E164Number>,
+}
+
+/// Applies the rules in the order a front-desk person can act on them: the shop's set-up first,
+/// then the profile, then the invitation's history.
+pub fn evaluate(facts: &Facts<'_>) -> Result<Eligible, Refusal> {
+    let shop = facts.shop.filter(|s| s.installed).ok_or(Refusal::ShopNotInstalled)?;
+    let tier: SubscriptionTier = shop.subscription_tier.parse().map_err(|_| Refusal::ShopNotInstalled)?;
+    if !tier.includes_portal() {
+        return Err(Refusal::TierInsufficient(tier));
+    }
+    if !shop.portal_active {
+        return Err(Refusal::PortalInactive);
+    }
+    let customer = facts.customer.filter(|c| c.deleted_at.is_none()).ok_or(Refusal::EmailMissing)?;
+    let email =
+        customer.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()).ok_or(Refusal::EmailMissing)?;
+    if let Some(invitation) = facts.invitation {
+        let channel = Channel::parse(&invitation.channel).unwrap_or(Channel::Email);
+        match InvitationStatus::parse(&invitation.status) {
+            Some(InvitationStatus::Sent) => {
+                return Err(Refusal::AlreadySent {
+                    channel,
+                    sent_at: from_millis(invitation.sent_at.unwrap_or(invitation.created_at)),
+                });
+            }
+            Some(InvitationStatus::Pending) => {
+                return Err(Refusal::StillQueued { channel, issued_at: from_millis(invitation.created_at) });
+            }
+            // A failed invitation leaves room for a new one.
+            Some(InvitationStatus::Failed) | None => {}
+        }
+    }
+    if facts.email_taken {
+        return Err(Refusal::EmailInUse(email));
+    }
+    let mobile = customer.mobile.as_deref().and_then(|m| E164Number::parse(m).ok());
+    Ok(Eligible { email, mobile })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shop() -> shop::Model {
+        shop::Model {
+            id: "shop_1".into(),
+            name: "Southside Auto Care".into(),
+            subscription_tier: "gold".into(),
+            portal_active: true,
+            timezone: "Australia/Brisbane".into(),
+            locale: "en-AU".into(),
+            email: None,
+            phone: None,
+            version: 1,
+            installed: true,
+            lifecycle_at: 0,
+            erase_due_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn customer() -> customer::Model {
+        customer::Model {
+            shop_id: "shop_1".into(),
+            id: "cus_1".into(),
+            first_name: Some("Jana".into()),
+            last_name: Some("Kowalski".into()),
+            email: Some("jana@example.com".into()),
+            mobile: Some("+61412345678".into()),
+            version: 1,
+            deleted_at: None,
+            updated_at: 0,
+        }
+    }
+
+    fn invitation(status: &str) -> invitation::Model {
+        invitation::Model {
+            id: "inv_1".into(),
+            shop_id: "shop_1".into(),
+            customer_id: "cus_1".into(),
+            account_id: "acc_1".into(),
+            channel: "sms".into(),
+            status: status.into(),
+            interaction_id: None,
+            requested_by: None,
+            answer: None,
+            failure: None,
+            created_at: 1_000,
+            sent_at: Some(2_000),
+            failed_at: None,
+        }
+    }
+
+    fn check(
+        shop: Option<shop::Model>,
+        customer: Option<customer::Model>,
+        inv: Option<invitation::Model>,
+        taken: bool,
+    ) -> Result<Eligible, Refusal> {
+        evaluate(&Facts {
+            shop: shop.as_ref(),
+            customer: customer.as_ref(),
+            invitation: inv.as_ref(),
+            email_taken: taken,
+        })
+    }
+
+    #[test]
+    fn a_gold_shop_with_an_active_portal_may_invite_a_customer_with_an_email() {
+        let eligible = check(Some(shop()), Some(customer()), None, false).unwrap();
+        assert_eq!(eligible.email.as_str(), "jana@example.com");
+        assert!(eligible.mobile.is_some());
+        let mut platinum = shop();
+        platinum.subscription_tier = "platinum".into();
+        assert!(check(Some(platinum), Some(customer()), None, false).is_ok());
+        let failed_before = invitation("failed");
+        assert!(check(Some(shop()), Some(customer()), Some(failed_before), false).is_ok());
+    }
+
+    #[test]
+    fn each_rule_refuses_with_its_reason_in_order() {
+        let mut uninstalled = shop();
+        uninstalled.installed = false;
+        assert_eq!(check(None, Some(customer()), None, false), Err(Refusal::ShopNotInstalled));
+        assert_eq!(check(Some(uninstalled), Some(customer()), None, false), Err(Refusal::ShopNotInstalled));
+
+        let mut silver = shop();
+        silver.subscription_tier = "silver".into();
+        silver.portal_active = false;
+        assert_eq!(
+            check(Some(silver), Some(customer()), None, false),
+            Err(Refusal::TierInsufficient(SubscriptionTier::Silver))
+        );
+
+        let mut inactive = shop();
+        inactive.portal_active = false;
+        assert_eq!(check(Some(inactive), Some(customer()), None, false), Err(Refusal::PortalInactive));
+
+        let mut no_email = customer();
+        no_email.email = None;
+        assert_eq!(check(Some(shop()), Some(no_email), None, true), Err(Refusal::EmailMissing));
+        let mut deleted = customer();
+        deleted.deleted_at = Some(5);
+        assert_eq!(check(Some(shop()), Some(deleted), None, false), Err(Refusal::EmailMissing));
+
+        assert!(matches!(
+            check(Some(shop()), Some(customer()), Some(invitation("sent")), true),
+            Err(Refusal::AlreadySent { channel: Channel::Sms, .. })
+        ));
+        assert!(matches!(
+            check(Some(shop()), Some(customer()), Some(invitation("pending")), false),
+            Err(Refusal::StillQueued { .. })
+        ));
+        assert!(matches!(check(Some(shop()), Some(customer()), None, true), Err(Refusal::EmailInUse(_))));
+    }
+
+    #[test]
+    fn a_customer_without_a_mobile_can_still_be_invited_by_email() {
+        let mut no_mobile = customer();
+        no_mobile.mobile = None;
+        assert_eq!(check(Some(shop()), Some(no_mobile), None, false).unwrap().mobile, None);
+    }
+}

@@ -1,0 +1,151 @@
+//! Issuing an invitation: the customer's portal account (username = their email, no password yet),
+//! the invitation, its set-up token and the outbox row that delivers it, all in the caller's
+//! transaction, so either everything exists or nothing does.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+use super::{Channel, InvitationStatus};
+use crate::{
+    clock::to_millis,
+    delivery::outbox::{self, MessageKind, NewMessage},
+    domain::EmailAddress,
+    entities::{invitation, outbox_message, portal_account},
+    tokens::{self, NewToken, Purpose, RawToken},
+};
+
+/// What to issue.
+pub struct IssueRequest<'a> {
+    /// The shop.
+    pub shop_id: &'a str,
+    /// The customer.
+    pub customer_id: &'a str,
+    /// Their email: the username.
+    pub email: &'a EmailAddress,
+    /// How to send it.
+    pub channel: Channel,
+    /// The address or number to send it to.
+    pub recipient: &'a str,
+    /// The star-menu interaction asking for it.
+    pub interaction_id: Option<&'a str>,
+    /// The staff member (host user id).
+    pub requested_by: Option<&'a str>,
+    /// How long the set-up link works.
+    pub ttl: Duration,
+    /// The instance that will make the first delivery attempt itself (it holds the row's lease).
+    pub first_attempt_by: &'a str,
+}
+
+/// What was issued.
+pub struct Issued {
+    /// The invitation.
+    pub invitation: invitation::Model,
+    /// Its outbox row, leased to the caller for the first attempt.
+    pub message: outbox_message::Model,
+    /// The set-up token in clear, for that first attempt only.
+    pub token: RawToken,
+    /// When the set-up link stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Issues the invitation. The caller has checked the rules in the same transaction; the database's
+/// unique indexes still refuse a second live invitation (or a taken username) if two requests race.
+pub async fn issue_invitation<C: ConnectionTrait>(
+    conn: &C,
+    request: IssueRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<Issued, DbErr> {
+    let account_id = ensure_account(conn, request.shop_id, request.customer_id, request.email, now).await?;
+
+    let invitation = invitation::Model {
+        id: crate::random::id("inv"),
+        shop_id: request.shop_id.to_owned(),
+        customer_id: request.customer_id.to_owned(),
+        account_id: account_id.clone(),
+        channel: request.channel.as_str().to_owned(),
+        status: InvitationStatus::Pending.as_str().to_owned(),
+        interaction_id: request.interaction_id.map(str::to_owned),
+        requested_by: request.requested_by.map(str::to_owned),
+        answer: None,
+        failure: None,
+        created_at: to_millis(now),
+        sent_at: None,
+        failed_at: None,
+    };
+    invitation::Entity::insert(invitation::ActiveModel::from(invitation.clone()))
+        .exec_without_returning(conn)
+        .await?;
+
+    let ttl = TimeDelta::from_std(request.ttl).unwrap_or(TimeDelta::days(7));
+    let expires_at = now + ttl;
+    let (token_id, token) = tokens::issue(
+        conn,
+        NewToken {
+            shop_id: request.shop_id,
+            account_id: &account_id,
+            purpose: Purpose::Setup,
+            invitation_id: Some(&invitation.id),
+            expires_at,
+        },
+        now,
+    )
+    .await?;
+
+    let message = outbox::enqueue(
+        conn,
+        NewMessage {
+            shop_id: request.shop_id,
+            customer_id: Some(request.customer_id),
+            kind: MessageKind::Invitation,
+            channel: request.channel,
+            recipient: request.recipient,
+            invitation_id: Some(&invitation.id),
+            token_id: Some(&token_id),
+        },
+        Some(request.first_attempt_by),
+        now,
+    )
+    .await?;
+    Ok(Issued { invitation, message, token, expires_at })
+}
+
+/// The customer's account, created without a password if they have none; its username is set to the
+/// email being invited.
+async fn ensure_account<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+    email: &EmailAddress,
+    now: DateTime<Utc>,
+) -> Result<String, DbErr> {
+    let existing = portal_account::Entity::find()
+        .filter(portal_account::Column::ShopId.eq(shop_id))
+        .filter(portal_account::Column::CustomerId.eq(customer_id))
+        .one(conn)
+        .await?;
+    match existing {
+        Some(account) => {
+            if account.username != email.normalized() {
+                super::set_username(conn, &account.id, email, now).await?;
+            }
+            Ok(account.id)
+        }
+        None => {
+            let id = crate::random::id("acc");
+            let account = portal_account::ActiveModel {
+                id: Set(id.clone()),
+                shop_id: Set(shop_id.to_owned()),
+                customer_id: Set(customer_id.to_owned()),
+                username: Set(email.normalized()),
+                password_hash: Set(None),
+                password_changed_at: Set(None),
+                created_at: Set(to_millis(now)),
+                updated_at: Set(to_millis(now)),
+            };
+            portal_account::Entity::insert(account).exec_without_returning(conn).await?;
+            Ok(id)
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! One-time tokens for set-up and password-reset links: 32 bytes from the OS CSPRNG, URL-safe base64
+//! in the link, and only their SHA-256 in the database. A token is bound to a shop, an account and a
+//! purpose, expires, and is consumed at most once by a conditional `UPDATE` (`… WHERE used_at IS
+//! NULL`), so of many concurrent attempts exactly one wins.
+//!
+//! Messages that carry a link are rendered when they are sent, not when they are queued: a retry
+//! gives the token a fresh value ([`remint`]) instead of keeping the old one anywhere, so a token in
+//! clear exists only in memory and in the message that went out.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::{Expr, ExprTrait},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{clock::to_millis, entities::token};
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Set the first password (from an invitation).
+    Setup,
+    /// Choose a new password (from "forgot password").
+    Reset,
+}
+
+impl Purpose {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+/// A token in clear. Never logged: `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawToken(String);
+
+impl RawToken {
+    /// 32 fresh random bytes.
+    pub fn generate() -> Self {
+        Self(URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>()))
+    }
+
+    /// Accepts only what [`RawToken::generate`] produces (43 URL-safe characters).
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok =
+            text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(text.to_owned()))
+    }
+
+    /// The token for a link.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What is stored: SHA-256, hex. Tokens carry 256 bits of entropy, so a fast hash suffices.
+    pub fn hash(&self) -> String {
+        Sha256::digest(self.0.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawToken(redacted)")
+    }
+}
+
+/// What a new token is for.
+pub struct NewToken<'a> {
+    /// The shop it is bound to.
+    pub shop_id: &'a str,
+    /// The account it is bound to.
+    pub account_id: &'a str,
+    /// Its purpose.
+    pub purpose: Purpose,
+    /// The invitation that sends it, for set-up tokens.
+    pub invitation_id: Option<&'a str>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Stores a new token and returns its id and value.
+pub async fn issue<C: ConnectionTrait>(
+    conn: &C,
+    new: NewToken<'_>,
+    now: DateTime<Utc>,
+) -> Result<(String, RawToken), DbErr> {
+    let raw = RawToken::generate();
+    let id = crate::random::id("tok");
+    let row = token::ActiveModel {
+        id: Set(id.clone()),
+        shop_id: Set(new.shop_id.to_owned()),
+        account_id: Set(new.account_id.to_owned()),
+        purpose: Set(new.purpose.as_str().to_owned()),
+        token_hash: Set(raw.hash()),
+        invitation_id: Set(new.invitation_id.map(str::to_owned)),
+        expires_at: Set(to_millis(new.expires_at)),
+        used_at: Set(None),
+        revoked_at: Set(None),
+        created_at: Set(to_millis(now)),
+    };
+    token::Entity::insert(row).exec_without_returning(conn).await?;
+    Ok((id, raw))
+}
+
+/// Gives a still-usable token a fresh value for a new attempt to send it; `None` if it was used,
+/// revoked or expired meanwhile (then there is nothing worth sending).
+pub async fn remint<C: ConnectionTrait>(
+    conn: &C,
+    token_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<RawToken>, DbErr> {
+    let raw = RawToken::generate();
+    let result = token::Entity::update_many()
+        .col_expr(token::Column::TokenHash, Expr::value(raw.hash()))
+        .filter(token::Column::Id.eq(token_id))
+        .filter(usable(now))
+        .exec(conn)
+        .await?;
+    Ok((result.rows_affected == 1).then_some(raw))
+}
+
+/// Kills the unused tokens that match `filter` (an address changed, a delivery failed for good).
+pub async fn revoke_where<C: ConnectionTrait>(
+    conn: &C,
+    filter: sea_orm::Condition,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let result = token::Entity::update_many()
+        .col_expr(token::Column::RevokedAt, Expr::value(to_millis(now)))
+        .filter(filter)
+        .filter(token::Column::UsedAt.is_null())
+        .filter(token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// The condition for a token that can still be used at `now`.
+pub fn usable(now: DateTime<Utc>) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(token::Column::UsedAt.is_null())
+        .add(token::Column::RevokedAt.is_null())
+        .add(Expr::col(token::Column::ExpiresAt).gt(to_millis(now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_url_safe_and_never_shown() {
+        let a = RawToken::generate();
+        let b = RawToken::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 43);
+        assert_eq!(RawToken::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(format!("{a:?}"), "RawToken(redacted)");
+        assert_eq!(a.hash().len(), 64);
+        assert_ne!(a.hash(), b.hash());
+        assert!(!a.hash().contains(a.as_str()));
+    }
+
+    #[test]
+    fn only_well_formed_tokens_parse() {
+        for bad in
+            ["", "short", &"a".repeat(42), &"a".repeat(44), &format!("{}=", "a".repeat(42)), &"+".repeat(43)]
+        {
+            assert_eq!(RawToken::parse(bad), None, "{bad}");
+        }
+    }
+}

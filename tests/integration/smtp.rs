@@ -1,0 +1,195 @@
+//! A real SMTP server for the tests, on TCP: the `mailin` SMTP library does the protocol, this file
+//! only moves bytes and keeps what arrived. Tests can make it refuse recipients (5xx or 4xx), answer
+//! slowly, or stop listening altogether and come back on the same port.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use mailin::{Action, Handler, Response, SessionBuilder};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpListener,
+    task::JoinHandle,
+};
+
+/// A message the server accepted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// `RCPT TO` addresses.
+    pub to: Vec<String>,
+    /// The message as sent (headers and body).
+    pub data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Shared {
+    received: Vec<Received>,
+    /// Recipient → SMTP code to refuse it with.
+    refuse: HashMap<String, u16>,
+    /// Refuse every recipient with this code.
+    refuse_all: Option<u16>,
+    /// Wait this long before accepting the data.
+    delay: Duration,
+    /// Open sessions, closed when the server stops.
+    sessions: Vec<JoinHandle<()>>,
+}
+
+/// The running server.
+pub struct SmtpSink {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SmtpSink {
+    /// Starts on a free port.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let task = tokio::spawn(serve(listener, shared.clone()));
+        Self { addr, shared, task: Mutex::new(Some(task)) }
+    }
+
+    /// The URL for `PORTAL_SMTP_URL`.
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    /// Goes down: open connections are dropped and new ones refused until [`SmtpSink::resume`].
+    pub fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+        }
+        for session in self.shared.lock().unwrap().sessions.drain(..) {
+            session.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn resume(&self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        *self.task.lock().unwrap() = Some(tokio::spawn(serve(listener, self.shared.clone())));
+    }
+
+    /// Refuses `address` with `code` (550: permanent, 450: temporary).
+    pub fn refuse(&self, address: &str, code: u16) {
+        self.shared.lock().unwrap().refuse.insert(address.to_lowercase(), code);
+    }
+
+    /// Refuses every recipient with `code`, or none with `None`.
+    pub fn refuse_all(&self, code: Option<u16>) {
+        self.shared.lock().unwrap().refuse_all = code;
+    }
+
+    /// Answers the end of each message only after `delay`.
+    pub fn delay(&self, delay: Duration) {
+        self.shared.lock().unwrap().delay = delay;
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.lock().unwrap().received.clone()
+    }
+
+    /// Waits (up to 15 s) until `count` messages arrived, and returns them.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        for _ in 0..300 {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {count} messages, got {}", self.received().len());
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Mutex<Shared>>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let handle = tokio::spawn(session(stream, peer.ip(), shared.clone()));
+        let mut state = shared.lock().unwrap();
+        state.sessions.retain(|s| !s.is_finished());
+        state.sessions.push(handle);
+    }
+}
+
+struct Collector {
+    shared: Arc<Mutex<Shared>>,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Collector {
+    fn rcpt(&mut self, to: &str) -> Response {
+        let shared = self.shared.lock().unwrap();
+        let code = shared.refuse_all.or_else(|| shared.refuse.get(&to.to_lowercase()).copied());
+        match code {
+            Some(code) => Response::custom(code, format!("refused by the test server: {to}")),
+            None => {
+                self.to.push(to.to_owned());
+                mailin::response::OK
+            }
+        }
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mut shared = self.shared.lock().unwrap();
+        shared
+            .received
+            .push(Received { to: std::mem::take(&mut self.to), data: std::mem::take(&mut self.data) });
+        mailin::response::OK
+    }
+}
+
+async fn session(stream: tokio::net::TcpStream, peer: IpAddr, shared: Arc<Mutex<Shared>>) {
+    let _ = converse(stream, peer, shared).await;
+}
+
+async fn converse(
+    stream: tokio::net::TcpStream,
+    peer: IpAddr,
+    shared: Arc<Mutex<Shared>>,
+) -> std::io::Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut session = SessionBuilder::new("smtp.test")
+        .build(peer, Collector { shared: shared.clone(), to: Vec::new(), data: Vec::new() });
+    writer.write_all(&session.greeting().buffer()?).await?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        if line == b".\r\n" {
+            let delay = shared.lock().unwrap().delay;
+            tokio::time::sleep(delay).await;
+        }
+        let response = session.process(&line);
+        match response.action {
+            Action::Reply => writer.write_all(&response.buffer()?).await?,
+            Action::Close => {
+                writer.write_all(&response.buffer()?).await?;
+                return Ok(());
+            }
+            Action::NoReply | Action::UpgradeTls => {}
+        }
+    }
+}
