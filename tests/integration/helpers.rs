@@ -164,6 +164,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The secret messages are signed with.
     pub secret: WebhookSecret,
+    /// The same secret, as configured (`whsec_…`).
+    pub secret_text: String,
     /// Where email and SMS go when no server or gateway is configured.
     pub outbox_dir: std::path::PathBuf,
     app: Option<App>,
@@ -208,7 +210,8 @@ impl TestApp {
         env.extend(options.env);
         let settings = Settings::load(None, env).expect("test settings are valid");
         let app = App::start_on(acceptor, settings, clock.clone()).await.expect("the service starts");
-        let secret = WebhookSecret::parse(&options.secrets[0]).unwrap();
+        let secret_text = options.secrets[0].clone();
+        let secret = WebhookSecret::parse(&secret_text).unwrap();
         Self {
             url,
             clock,
@@ -216,6 +219,7 @@ impl TestApp {
             logs,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             secret,
+            secret_text,
             outbox_dir: outbox.path().to_owned(),
             app: Some(app),
             _outbox: outbox,

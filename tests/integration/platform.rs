@@ -177,3 +177,37 @@ fn migrate_applies_and_lists_migrations_from_any_folder() {
     assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
     assert!(String::from_utf8_lossy(&applied.stdout).contains("applied  m20261123_000001_foundation"));
 }
+
+async fn simulate(app: &TestApp, secret: &str, args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_portal-invites"))
+        .args(["simulate", "--url", &app.url, "--secret", secret])
+        .args(args)
+        .env_remove("PORTAL_WEBHOOK_SECRETS")
+        .output()
+        .await
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn simulate_plays_the_host_against_a_running_instance() {
+    // The simulator signs with the wall clock, so this instance runs on it too.
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let app = TestApp::start(database, Options::default(), portal_invites::clock::Clock::system()).await;
+    let secret = app.secret_text.clone();
+    let (ok, out) = simulate(&app, &secret, &["install", "--shop-id", "shop_sim"]).await;
+    assert!(ok && out.contains("plugin.installed") && out.contains("204 No Content"), "{out}");
+    let (ok, out) = simulate(&app, &secret, &["invoke", "--shop-id", "shop_sim", "--mobile", ""]).await;
+    assert!(ok && out.contains("open_dialog") && out.contains("(disabled)"), "{out}");
+    let (ok, out) = simulate(&app, &secret, &["submit", "--shop-id", "shop_sim", "--channel", "email"]).await;
+    assert!(ok && out.contains("invitation_sent"), "{out}");
+    let (ok, out) = simulate(&app, &secret, &["invoke", "--shop-id", "shop_sim"]).await;
+    assert!(ok && out.contains("invitation_already_sent"), "{out}");
+    let stranger = portal_invites::host::signature::WebhookSecret::generate();
+    let (ok, out) = simulate(&app, &stranger, &["install"]).await;
+    assert!(!ok && out.contains("401 Unauthorized"), "{out}");
+    let (ok, out) = simulate(&app, "not-a-secret", &["install"]).await;
+    assert!(!ok && out.contains("--secret"), "{out}");
+}

@@ -1,7 +1,11 @@
-//! The command line: `serve`, `migrate`, `secret`, `check-manifest`.
+//! The command line: `serve`, `demo`, `simulate`, `migrate`, `secret`, `check-manifest`.
 //!
 //! Exit codes: 0 success, 1 a failure while running (database unreachable, port taken), 2 a missing
 //! or malformed setting or argument (one line says which and what to do).
+
+mod demo;
+pub mod host_client;
+mod simulate;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -42,6 +46,11 @@ pub enum Command {
     /// Run the service (applies pending database migrations first).
     #[command(after_long_help = settings_help())]
     Serve,
+    /// Try the whole story with no setup: start the service on SQLite with email and SMS written to
+    /// files, install a demo shop, invite a demo customer by email, and print the set-up link.
+    Demo,
+    /// Act as the host against a running instance: send one signed message and print the answer.
+    Simulate(Box<simulate::SimulateArgs>),
     /// Apply pending database migrations, then list every migration and whether it is applied.
     Migrate {
         /// Only list the migrations; apply nothing.
@@ -80,6 +89,11 @@ pub fn main() -> ExitCode {
         }
         Command::CheckManifest { path } => check_manifest(path),
         Command::Serve => with_runtime(serve(cli.config)),
+        Command::Demo => match load_settings(cli.config) {
+            Ok(settings) => with_runtime(demo::run(settings)),
+            Err(code) => code,
+        },
+        Command::Simulate(args) => with_runtime(simulate::run(*args)),
         Command::Migrate { status } => with_runtime(migrate(cli.config, status)),
     }
 }

@@ -1,0 +1,173 @@
+//! `portal-invites demo`: the whole story on the embedded default, with nothing to set up. Starts the
+//! service (SQLite, email and SMS written to files), installs a demo shop, invites a demo customer by
+//! email through the star-menu action, and prints the set-up link and where the email is.
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+
+use super::host_client::{self, CustomerArgs, HostClient, ShopArgs, action_data, envelope, fresh_version};
+use crate::{
+    app::App, clock::Clock, config::Settings, entities::outbox_message, host::signature::WebhookSecret,
+    telemetry,
+};
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(mut settings: Settings) -> ExitCode {
+    let generated = settings.webhook_secrets.is_empty();
+    if generated {
+        let secret = WebhookSecret::generate();
+        settings.webhook_secrets = vec![WebhookSecret::parse(&secret).expect("a generated secret parses")];
+        println!("signing secret for this run (for `portal-invites simulate --secret …`): {secret}");
+    }
+    let secret = settings.webhook_secrets[0].clone();
+    // Keep the terminal for the story; PORTAL_LOG still turns logging up.
+    if std::env::var("PORTAL_LOG").is_err() {
+        telemetry::init("warn", settings.log_format);
+    } else {
+        telemetry::init(&settings.log_filter, settings.log_format);
+    }
+    let outbox_dir = settings.outbox_dir.clone();
+    let public_url = settings.public_url.as_str().trim_end_matches('/').to_owned();
+    let app = match App::start(settings, Clock::system()).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let base = format!("http://{}", app.local_addr());
+    println!("portal-invites is running at {base}");
+    match story(&app, &base, secret).await {
+        Ok(Some(message_id)) => {
+            let path = outbox_dir.join(format!("{message_id}.eml"));
+            println!("\nThe invitation email: {}", path.display());
+            match std::fs::read_to_string(&path).ok().and_then(|text| setup_link(&text, &public_url)) {
+                Some(link) => println!("Open the set-up link in a browser:\n    {link}"),
+                None => println!("Open the email to find the set-up link."),
+            }
+            println!("The login page: {public_url}/p/shop_demo/login");
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("error: {e}"),
+    }
+    println!("\nPress Ctrl-C to stop.");
+    match app.run_until_signal().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs the demo shop and invites a fresh demo customer; returns the invitation's outbox row.
+async fn story(app: &App, base: &str, secret: WebhookSecret) -> Result<Option<String>, String> {
+    let client = HostClient::new(base, secret)?;
+    let now = Utc::now();
+    let version = fresh_version(now);
+    let shop = ShopArgs {
+        shop_id: "shop_demo".into(),
+        shop_name: "Southside Auto Care (demo)".into(),
+        tier: "gold".into(),
+        portal_active: true,
+        timezone: "Australia/Brisbane".into(),
+        locale: "en-AU".into(),
+        shop_email: "service@southside.example".into(),
+        shop_phone: "+61 7 3000 0000".into(),
+    };
+    // A new customer each run, so the demo can be run again on the same database.
+    let customer_id = format!("cus_demo_{}", now.timestamp());
+    let customer = CustomerArgs {
+        customer_id: customer_id.clone(),
+        first_name: "Jana".into(),
+        last_name: "Kowalski".into(),
+        email: format!("jana+{}@example.com", now.timestamp()),
+        mobile: "+61412345678".into(),
+    };
+    let installed =
+        json!({"shop": shop.snapshot(version), "installed_by": {"id": "usr_demo", "name": "Demo owner"}});
+    let steps = [
+        (
+            "1. The shop installs the plugin",
+            "/webhooks",
+            envelope("plugin.installed", &shop.shop_id, now, installed),
+        ),
+        (
+            "2. The host sends the customer's profile",
+            "/webhooks",
+            envelope("customer.updated", &shop.shop_id, now, json!({"customer": customer.snapshot(version)})),
+        ),
+        (
+            "3. Star menu > Send Customer Portal Invitation",
+            "/actions/send-portal-invitation",
+            envelope(
+                "action.invoked",
+                &shop.shop_id,
+                now,
+                action_data(&shop, &customer, "int_demo", version, None),
+            ),
+        ),
+        (
+            "4. The staff member chooses email and clicks Send",
+            "/actions/send-portal-invitation",
+            envelope(
+                "dialog.submitted",
+                &shop.shop_id,
+                now,
+                action_data(
+                    &shop,
+                    &customer,
+                    &format!("int_demo_{}", now.timestamp()),
+                    version,
+                    Some("email"),
+                ),
+            ),
+        ),
+    ];
+    for (title, path, message) in steps {
+        let answer = client.send(path, &message).await?;
+        println!("\n{title}\n  {}", host_client::describe(&answer).replace('\n', "\n  "));
+        if !(200..300).contains(&answer.status) {
+            return Ok(None);
+        }
+    }
+    let row = outbox_message::Entity::find()
+        .filter(outbox_message::Column::CustomerId.eq(customer_id.as_str()))
+        .one(app.state().db.conn())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.map(|r| r.id))
+}
+
+/// The set-up link in a written email (its text part may be quoted-printable, with soft breaks).
+fn setup_link(eml: &str, public_url: &str) -> Option<String> {
+    let unfolded = eml.replace("=\r\n", "").replace("=\n", "");
+    let prefix = format!("{public_url}/setup/");
+    let start = unfolded.find(&prefix)?;
+    let token: String = unfolded[start + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    (token.len() == 43).then(|| format!("{prefix}{token}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_link_is_found_across_soft_line_breaks() {
+        let token = "A".repeat(43);
+        let eml = format!(
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\nhttp://127.0.0.1:8080/setup/{}=\r\n{}\r\n",
+            &token[..20],
+            &token[20..]
+        );
+        assert_eq!(
+            super::setup_link(&eml, "http://127.0.0.1:8080"),
+            Some(format!("http://127.0.0.1:8080/setup/{token}"))
+        );
+        assert_eq!(super::setup_link("no link here", "http://127.0.0.1:8080"), None);
+    }
+}

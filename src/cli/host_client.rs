@@ -1,0 +1,259 @@
+//! Acting as the host: builds the contract's messages, signs them like the host does, sends them to a
+//! running instance and prints the answers so a person can read them. Used by `simulate` and `demo`.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::host::signature::WebhookSecret;
+
+/// The shop in a simulated message.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShopArgs {
+    /// The host's shop id.
+    #[arg(long, default_value = "shop_demo")]
+    pub shop_id: String,
+    /// The shop's name.
+    #[arg(long, default_value = "Southside Auto Care")]
+    pub shop_name: String,
+    /// bronze, silver, gold or platinum.
+    #[arg(long, default_value = "gold")]
+    pub tier: String,
+    /// Whether the Customer Portal is activated.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub portal_active: bool,
+    /// IANA time zone.
+    #[arg(long, default_value = "Australia/Brisbane")]
+    pub timezone: String,
+    /// Language tag.
+    #[arg(long, default_value = "en-AU")]
+    pub locale: String,
+    /// The shop's contact email.
+    #[arg(long, default_value = "service@southside.example")]
+    pub shop_email: String,
+    /// The shop's phone.
+    #[arg(long, default_value = "+61 7 3000 0000")]
+    pub shop_phone: String,
+}
+
+/// The customer in a simulated message.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CustomerArgs {
+    /// The host's customer id.
+    #[arg(long, default_value = "cus_demo")]
+    pub customer_id: String,
+    /// Given name.
+    #[arg(long, default_value = "Jana")]
+    pub first_name: String,
+    /// Family name.
+    #[arg(long, default_value = "Kowalski")]
+    pub last_name: String,
+    /// Email address (the portal username); `--email ""` sends none.
+    #[arg(long, default_value = "jana@example.com")]
+    pub email: String,
+    /// E.164 mobile number; `--mobile ""` sends none.
+    #[arg(long, default_value = "+61412345678")]
+    pub mobile: String,
+}
+
+/// Snapshots get the current time as their version, so each simulated change is newer than the last.
+pub fn fresh_version(now: DateTime<Utc>) -> i64 {
+    now.timestamp_millis()
+}
+
+impl ShopArgs {
+    /// The shop snapshot.
+    pub fn snapshot(&self, version: i64) -> Value {
+        json!({"id": self.shop_id, "name": self.shop_name, "subscription_tier": self.tier,
+               "customer_portal_active": self.portal_active, "timezone": self.timezone, "locale": self.locale,
+               "email": non_empty(&self.shop_email), "phone": non_empty(&self.shop_phone), "version": version})
+    }
+}
+
+impl CustomerArgs {
+    /// The customer snapshot.
+    pub fn snapshot(&self, version: i64) -> Value {
+        json!({"id": self.customer_id, "first_name": self.first_name, "last_name": self.last_name,
+               "email": non_empty(&self.email), "mobile": non_empty(&self.mobile), "version": version})
+    }
+}
+
+fn non_empty(value: &str) -> Value {
+    if value.is_empty() { Value::Null } else { Value::String(value.to_owned()) }
+}
+
+/// An envelope (contract §4).
+pub fn envelope(event_type: &str, shop_id: &str, now: DateTime<Utc>, data: Value) -> Value {
+    json!({"type": event_type, "timestamp": now.to_rfc3339(), "shop_id": shop_id, "data": data})
+}
+
+/// The data of a star-menu message.
+pub fn action_data(
+    shop: &ShopArgs,
+    customer: &CustomerArgs,
+    interaction: &str,
+    version: i64,
+    channel: Option<&str>,
+) -> Value {
+    let mut data = json!({"action_key": "send-portal-invitation", "interaction_id": interaction,
+                          "user": {"id": "usr_simulator", "name": "Simulator (front desk)"},
+                          "shop": shop.snapshot(version), "customer": customer.snapshot(version)});
+    if let Some(channel) = channel {
+        data["values"] = json!({"channel": channel});
+    }
+    data
+}
+
+/// Sends messages to one instance, signed with one secret.
+pub struct HostClient {
+    base: String,
+    secret: WebhookSecret,
+    http: reqwest::Client,
+}
+
+/// An answer, as received.
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body, parsed when it is JSON.
+    pub json: Option<Value>,
+    /// The body as text.
+    pub text: String,
+}
+
+impl HostClient {
+    /// A client for the instance at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str, secret: WebhookSecret) -> Result<Self, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), secret, http })
+    }
+
+    /// Signs and POSTs `message` to `path` with a fresh `webhook-id`.
+    pub async fn send(&self, path: &str, message: &Value) -> Result<Answer, String> {
+        let body = serde_json::to_vec(message).expect("JSON serialises");
+        let id = crate::random::id("msg");
+        let timestamp = Utc::now().timestamp();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", self.secret.sign(&id, timestamp, &body))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                format!("cannot reach {}: {e}; is `portal-invites serve` running there?", self.base)
+            })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        Ok(Answer { status, json: serde_json::from_str(&text).ok(), text })
+    }
+}
+
+/// The answer as a person reads it.
+pub fn describe(answer: &Answer) -> String {
+    let reason =
+        reqwest::StatusCode::from_u16(answer.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let mut out = format!("{} {reason}", answer.status);
+    let Some(json) = &answer.json else {
+        if !answer.text.is_empty() {
+            let _ = write!(out, "\n    {}", answer.text);
+        }
+        return out;
+    };
+    if json.get("type").is_some() && json.get("status").is_some() {
+        let _ = write!(
+            out,
+            " [{}]\n    {}",
+            json["code"].as_str().unwrap_or("problem"),
+            json["detail"].as_str().unwrap_or("")
+        );
+        return out;
+    }
+    match json["response_action"].as_str() {
+        Some("open_dialog") => {
+            let dialog = &json["dialog"];
+            let _ = write!(out, ": open_dialog \"{}\"", dialog["title"].as_str().unwrap_or(""));
+            for field in dialog["fields"].as_array().into_iter().flatten() {
+                let _ = write!(out, "\n    {}:", field["label"].as_str().unwrap_or(""));
+                for option in field["options"].as_array().into_iter().flatten() {
+                    let disabled = if option["disabled"] == true { "  (disabled)" } else { "" };
+                    let _ = write!(
+                        out,
+                        "\n      ( ) {:<6} {}{disabled}",
+                        option["value"].as_str().unwrap_or(""),
+                        option["label"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        Some(action @ ("message" | "close")) => {
+            let message = &json["message"];
+            let _ = write!(
+                out,
+                ": {action} [{} {}]\n    {}",
+                message["level"].as_str().unwrap_or(""),
+                message["code"].as_str().unwrap_or(""),
+                message["text"].as_str().unwrap_or("")
+            );
+        }
+        Some("errors") => {
+            let _ = write!(out, ": errors (the dialog stays open)");
+            for (field, error) in json["errors"].as_object().into_iter().flatten() {
+                let _ = write!(
+                    out,
+                    "\n    {field}: [{}] {}",
+                    error["code"].as_str().unwrap_or(""),
+                    error["text"].as_str().unwrap_or("")
+                );
+            }
+        }
+        _ => {
+            let _ = write!(out, "\n    {}", answer.text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, json: Value) -> Answer {
+        Answer { status, text: json.to_string(), json: Some(json) }
+    }
+
+    #[test]
+    fn answers_read_like_the_host_would_show_them() {
+        let dialog = answer(
+            200,
+            json!({"response_action": "open_dialog", "dialog": {"title": "Send Customer Portal Invitation",
+                "fields": [{"label": "Send the invitation by", "options": [
+                    {"value": "email", "label": "Email to jana@example.com"},
+                    {"value": "sms", "label": "SMS (no mobile)", "disabled": true}]}]}}),
+        );
+        let shown = describe(&dialog);
+        assert!(shown.starts_with("200 OK: open_dialog"));
+        assert!(shown.contains("( ) email  Email to jana@example.com"));
+        assert!(shown.contains("(disabled)"));
+        let sent = answer(
+            200,
+            json!({"response_action": "close", "message": {"level": "success", "code": "invitation_sent", "text": "Sent."}}),
+        );
+        assert_eq!(describe(&sent), "200 OK: close [success invitation_sent]\n    Sent.");
+        let problem = answer(
+            401,
+            json!({"type": "/problems/invalid-signature", "status": 401, "code": "invalid-signature", "detail": "no match"}),
+        );
+        assert_eq!(describe(&problem), "401 Unauthorized [invalid-signature]\n    no match");
+        let empty = Answer { status: 204, json: None, text: String::new() };
+        assert_eq!(describe(&empty), "204 No Content");
+    }
+}

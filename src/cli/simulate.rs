@@ -1,0 +1,176 @@
+//! `portal-invites simulate`: acts as the host against a running instance, one message at a time,
+//! and prints each answer readably (what `stripe trigger` is to Stripe).
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::host_client::{self, CustomerArgs, HostClient, ShopArgs, action_data, envelope, fresh_version};
+use crate::host::signature::WebhookSecret;
+
+/// Options of `simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The instance to send to.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The signing secret (default: the first of PORTAL_WEBHOOK_SECRETS).
+    #[arg(long, env = "PORTAL_WEBHOOK_SECRETS", hide_env_values = true)]
+    pub secret: String,
+    /// What to send.
+    #[command(subcommand)]
+    pub event: Event,
+}
+
+/// The messages `simulate` can send.
+#[derive(Debug, Subcommand)]
+pub enum Event {
+    /// plugin.installed: the shop installs the plugin.
+    Install {
+        #[command(flatten)]
+        shop: ShopArgs,
+    },
+    /// plugin.uninstalled: the shop removes it.
+    Uninstall {
+        #[command(flatten)]
+        shop: ShopArgs,
+    },
+    /// shop.updated: tier, portal activation, name, time zone…
+    UpdateShop {
+        #[command(flatten)]
+        shop: ShopArgs,
+    },
+    /// customer.updated: a profile changed.
+    UpdateCustomer {
+        #[command(flatten)]
+        shop: ShopArgs,
+        #[command(flatten)]
+        customer: CustomerArgs,
+    },
+    /// customer.deleted: a profile was deleted.
+    DeleteCustomer {
+        #[command(flatten)]
+        shop: ShopArgs,
+        #[command(flatten)]
+        customer: CustomerArgs,
+    },
+    /// action.invoked: the staff member picks "Send Customer Portal Invitation" in the star menu.
+    Invoke {
+        #[command(flatten)]
+        shop: ShopArgs,
+        #[command(flatten)]
+        customer: CustomerArgs,
+        /// The interaction (a new one per click).
+        #[arg(long)]
+        interaction_id: Option<String>,
+    },
+    /// dialog.submitted: the staff member chooses email or SMS and clicks Send.
+    Submit {
+        #[command(flatten)]
+        shop: ShopArgs,
+        #[command(flatten)]
+        customer: CustomerArgs,
+        /// email or sms.
+        #[arg(long, default_value = "email")]
+        channel: String,
+        /// The interaction (repeat one to resubmit the same dialog).
+        #[arg(long)]
+        interaction_id: Option<String>,
+    },
+}
+
+/// Sends one message and prints the answer.
+pub async fn run(args: SimulateArgs) -> ExitCode {
+    let secret_text = args.secret.split_whitespace().next().unwrap_or_default().to_owned();
+    let secret = match WebhookSecret::parse(&secret_text) {
+        Ok(secret) => secret,
+        Err(e) => {
+            eprintln!("error: --secret {e}; pass the whsec_… secret the instance is configured with");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match HostClient::new(&args.url, secret) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = Utc::now();
+    let version = fresh_version(now);
+    let interaction = |given: &Option<String>| given.clone().unwrap_or_else(|| crate::random::id("int"));
+    let (path, message) = match &args.event {
+        Event::Install { shop } => (
+            "/webhooks",
+            envelope(
+                "plugin.installed",
+                &shop.shop_id,
+                now,
+                json!({"shop": shop.snapshot(version),
+                "installed_by": {"id": "usr_simulator", "name": "Simulator"}}),
+            ),
+        ),
+        Event::Uninstall { shop } => (
+            "/webhooks",
+            envelope(
+                "plugin.uninstalled",
+                &shop.shop_id,
+                now,
+                json!({"uninstalled_by": {"id": "usr_simulator", "name": "Simulator"}}),
+            ),
+        ),
+        Event::UpdateShop { shop } => (
+            "/webhooks",
+            envelope("shop.updated", &shop.shop_id, now, json!({"shop": shop.snapshot(version)})),
+        ),
+        Event::UpdateCustomer { shop, customer } => (
+            "/webhooks",
+            envelope("customer.updated", &shop.shop_id, now, json!({"customer": customer.snapshot(version)})),
+        ),
+        Event::DeleteCustomer { shop, customer } => (
+            "/webhooks",
+            envelope(
+                "customer.deleted",
+                &shop.shop_id,
+                now,
+                json!({"customer_id": customer.customer_id, "version": version}),
+            ),
+        ),
+        Event::Invoke { shop, customer, interaction_id } => (
+            "/actions/send-portal-invitation",
+            envelope(
+                "action.invoked",
+                &shop.shop_id,
+                now,
+                action_data(shop, customer, &interaction(interaction_id), version, None),
+            ),
+        ),
+        Event::Submit { shop, customer, channel, interaction_id } => (
+            "/actions/send-portal-invitation",
+            envelope(
+                "dialog.submitted",
+                &shop.shop_id,
+                now,
+                action_data(shop, customer, &interaction(interaction_id), version, Some(channel)),
+            ),
+        ),
+    };
+    println!(
+        "→ {} for {} to {}{path}",
+        message["type"].as_str().unwrap_or(""),
+        message["shop_id"].as_str().unwrap_or(""),
+        args.url.trim_end_matches('/')
+    );
+    match client.send(path, &message).await {
+        Ok(answer) => {
+            println!("← {}", host_client::describe(&answer));
+            if (200..300).contains(&answer.status) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
