@@ -24,6 +24,7 @@ use crate::{
     host::{actions::ActionsApi, intake::IntakeKeys, webhooks::WebhooksApi},
     maintenance,
     manifest::{self, Manifest},
+    portal::{self, headers::SecurityHeaders, passwords::Hasher},
     telemetry::AccessLog,
 };
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub keys: Arc<ServiceKeys>,
     /// Email, SMS and templates.
     pub delivery: Arc<Delivery>,
+    /// argon2id, bounded.
+    pub hasher: Arc<Hasher>,
 }
 
 /// The service's own keys, shared through the database by every instance.
@@ -112,6 +115,7 @@ impl App {
         // reqwest is built without a default TLS provider; ring is the one used everywhere here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let delivery = Arc::new(Delivery::new(&settings).map_err(StartError::Delivery)?);
+        let hasher = Arc::new(Hasher::new(settings.portal.hashing_limit));
         let db_error = |cause: sea_orm::DbErr| StartError::Database {
             url: settings.database_url.to_string(),
             cause: cause.to_string(),
@@ -131,6 +135,7 @@ impl App {
             settings: Arc::new(settings),
             keys: Arc::new(ServiceKeys { cookies }),
             delivery,
+            hasher,
         };
         let routes = routes(&state, IntakeKeys { secrets, clock });
 
@@ -225,9 +230,19 @@ fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static
             }),
         )
         .at("/problems/:code", get(problem_page))
+        .nest("/p", portal::routes())
+        .at("/static/portal.css", get(portal::stylesheet))
         .nest("/", api)
         .data(intake)
         .data(state.clone())
+        .catch_error({
+            let state = state.clone();
+            move |_: poem::error::NotFoundError| {
+                let state = state.clone();
+                async move { portal::not_found(&state) }
+            }
+        })
+        .with(SecurityHeaders { hsts: state.settings.public_url.scheme() == "https" })
         .with(AccessLog)
 }
 

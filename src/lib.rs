@@ -18,6 +18,7 @@ pub mod invitations;
 pub mod links;
 pub mod maintenance;
 pub mod manifest;
+pub mod portal;
 pub mod random;
 pub mod shops;
 pub mod telemetry;

@@ -1,4 +1,5 @@
-//! The links we send and show, all on our own public URL (no shortener).
+//! The links we send and show, all on our own public URL (no shortener), all under the shop's
+//! `/p/{shop_id}/`, so even a link that no longer works leads to a page that names the shop.
 
 use url::Url;
 
@@ -8,19 +9,40 @@ fn base(public_url: &Url) -> &str {
     public_url.as_str().trim_end_matches('/')
 }
 
+/// The shop's portal home.
+pub fn home(public_url: &Url, shop_id: &str) -> String {
+    format!("{}/p/{shop_id}", base(public_url))
+}
+
 /// Where a customer sets their first password.
-pub fn setup(public_url: &Url, token: &RawToken) -> String {
-    format!("{}/setup/{}", base(public_url), token.as_str())
+pub fn setup(public_url: &Url, shop_id: &str, token: &RawToken) -> String {
+    format!("{}/p/{shop_id}/setup/{}", base(public_url), token.as_str())
 }
 
 /// Where a customer chooses a new password after "forgot password".
-pub fn reset(public_url: &Url, token: &RawToken) -> String {
-    format!("{}/reset/{}", base(public_url), token.as_str())
+pub fn reset(public_url: &Url, shop_id: &str, token: &RawToken) -> String {
+    format!("{}/p/{shop_id}/reset/{}", base(public_url), token.as_str())
 }
 
 /// The shop's portal login page.
 pub fn login(public_url: &Url, shop_id: &str) -> String {
     format!("{}/p/{shop_id}/login", base(public_url))
+}
+
+/// The shop's "forgot password" page.
+pub fn forgot(public_url: &Url, shop_id: &str) -> String {
+    format!("{}/p/{shop_id}/forgot", base(public_url))
+}
+
+/// The path of one of our absolute links, for links and form actions inside our own pages (so they
+/// work whatever host name the page was reached by, and read cleanly in the HTML).
+pub fn path_of(absolute: &str) -> String {
+    Url::parse(absolute).map(|u| u.path().to_owned()).unwrap_or_else(|_| absolute.to_owned())
+}
+
+/// The public URL's origin (`scheme://host[:port]`), as browsers send it in `Origin`.
+pub fn origin(public_url: &Url) -> String {
+    public_url.origin().ascii_serialization()
 }
 
 #[cfg(test)]
@@ -34,10 +56,13 @@ mod tests {
             ["https://portal.example.com", "https://portal.example.com/", "https://x.example/portal/"]
         {
             let url = Url::parse(public).unwrap();
-            let setup = setup(&url, &token);
-            assert!(setup.ends_with(&format!("/setup/{}", token.as_str())));
+            let setup = setup(&url, "shop_1", &token);
+            assert!(setup.ends_with(&format!("/p/shop_1/setup/{}", token.as_str())));
             assert!(!setup.replace("https://", "").contains("//"), "{setup}");
             assert!(login(&url, "shop_1").ends_with("/p/shop_1/login"));
         }
+        assert_eq!(origin(&Url::parse("https://x.example/portal/").unwrap()), "https://x.example");
+        assert_eq!(path_of("https://x.example/portal/p/s/login"), "/portal/p/s/login");
+        assert_eq!(origin(&Url::parse("http://127.0.0.1:8080").unwrap()), "http://127.0.0.1:8080");
     }
 }

@@ -46,6 +46,21 @@ pub async fn run_once(state: &AppState) {
         Err(error) => tracing::error!(%error, "purging old webhook answers failed; will retry"),
     }
 
+    let idle = state.settings.portal.session_idle;
+    let swept = state
+        .db
+        .write(move |txn| {
+            Box::pin(async move {
+                let sessions = crate::portal::session::purge_expired(txn, idle, now).await?;
+                crate::portal::throttle::purge_stale(txn, now).await?;
+                Ok::<_, sea_orm::DbErr>(sessions)
+            })
+        })
+        .await;
+    if let Err(error) = swept {
+        tracing::error!(%error, "purging ended sessions failed; will retry");
+    }
+
     if let Err(error) = state.db.checkpoint().await {
         tracing::warn!(%error, "SQLite checkpoint failed; will retry");
     }

@@ -43,6 +43,7 @@ impl Templates {
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None }
         });
+        env.set_formatter(html_formatter);
         let mut sources: Vec<(String, String)> = Vec::new();
         collect_embedded(&EMBEDDED, &mut sources);
         if let Some(dir) = override_dir {
@@ -71,6 +72,33 @@ impl Templates {
     }
 }
 
+/// Escapes `&`, `<`, `>`, `"` and `'` in HTML templates: everything that could end an element or an
+/// attribute. Unlike minijinja's default, `/` stays as it is, so links read cleanly in the page source
+/// and in email clients that show it.
+fn html_formatter(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    if !matches!(state.auto_escape(), AutoEscape::Html) || value.is_safe() || value.is_none() {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let text = value.to_string();
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    out.write_str(&escaped)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+}
+
 fn describe(error: &minijinja::Error) -> String {
     let mut text = error.to_string();
     if let Some(line) = error.line() {
@@ -80,6 +108,10 @@ fn describe(error: &minijinja::Error) -> String {
 }
 
 fn collect_embedded(dir: &Dir<'static>, out: &mut Vec<(String, String)>) {
+    // Static assets are served as they are, not rendered.
+    if dir.path().starts_with("static") {
+        return;
+    }
     for file in dir.files() {
         if let Some(text) = file.contents_utf8() {
             out.push((file.path().to_string_lossy().replace('\\', "/"), text.to_owned()));

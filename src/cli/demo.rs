@@ -44,7 +44,10 @@ pub async fn run(mut settings: Settings) -> ExitCode {
         Ok(Some(message_id)) => {
             let path = outbox_dir.join(format!("{message_id}.eml"));
             println!("\nThe invitation email: {}", path.display());
-            match std::fs::read_to_string(&path).ok().and_then(|text| setup_link(&text, &public_url)) {
+            match std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| setup_link(&text, &format!("{public_url}/p/shop_demo")))
+            {
                 Some(link) => println!("Open the set-up link in a browser:\n    {link}"),
                 None => println!("Open the email to find the set-up link."),
             }
@@ -143,9 +146,9 @@ async fn story(app: &App, base: &str, secret: WebhookSecret) -> Result<Option<St
 }
 
 /// The set-up link in a written email (its text part may be quoted-printable, with soft breaks).
-fn setup_link(eml: &str, public_url: &str) -> Option<String> {
+fn setup_link(eml: &str, portal_url: &str) -> Option<String> {
     let unfolded = eml.replace("=\r\n", "").replace("=\n", "");
-    let prefix = format!("{public_url}/setup/");
+    let prefix = format!("{portal_url}/setup/");
     let start = unfolded.find(&prefix)?;
     let token: String = unfolded[start + prefix.len()..]
         .chars()

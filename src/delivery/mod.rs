@@ -45,6 +45,7 @@ impl Delivery {
     pub fn new(settings: &Settings) -> Result<Self, String> {
         let templates = Templates::load(settings.templates_dir.as_deref())
             .and_then(|t| messages::check_templates(&t).map(|()| t))
+            .and_then(|t| crate::portal::pages::check_templates(&t).map(|()| t))
             .map_err(|e| format!("PORTAL_TEMPLATES_DIR: {e}"))?;
         Ok(Self {
             mailer: email::Mailer::new(&settings.mail, settings.outbox_dir.clone())?,

@@ -2,7 +2,7 @@
 //! render it, hand it to the mail server or SMS gateway, and record the result.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 use super::{
     Composed,
@@ -128,8 +128,77 @@ async fn prepare(
             rendered
                 .map_err(|e| Prepared::Stop(Attempt::Transient { reason: e.to_string(), retry_after: None }))
         }
-        _ => Err(cancel("this message kind is not sent by this version")),
+        Some(MessageKind::PasswordReset) => {
+            let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
+            let row =
+                token::Entity::find_by_id(token_id).one(conn).await?.ok_or_else(|| cancel("token gone"))?;
+            let account = portal_account::Entity::find_by_id(row.account_id.as_str())
+                .one(conn)
+                .await?
+                .ok_or_else(|| cancel("account gone"))?;
+            let (shop, customer, account) =
+                load_people(conn, &account.shop_id, &account.customer_id, &account.id).await?;
+            let (raw, expires_at) = token_for_attempt(state, token_id, token).await?;
+            let context = messages::ResetContext {
+                lang: shop.locale.clone(),
+                shop_name: shop.name.clone(),
+                first_name: customer.first_name.clone(),
+                username: account.username.clone(),
+                reset_url: links::reset(&state.settings.public_url, &shop.id, &raw),
+                expires_at: messages::shop_time(expires_at, zone(&shop)),
+                shop_email: shop.email.clone(),
+                shop_phone: shop.phone.clone(),
+            };
+            account_email(state, messages::RESET_EMAIL, &context, &shop, &customer, &recipient)
+        }
+        Some(MessageKind::PasswordChanged) => {
+            let customer_id = message.customer_id.as_deref().ok_or_else(|| cancel("no customer"))?;
+            let account = portal_account::Entity::find()
+                .filter(portal_account::Column::ShopId.eq(message.shop_id.as_str()))
+                .filter(portal_account::Column::CustomerId.eq(customer_id))
+                .one(conn)
+                .await?
+                .ok_or_else(|| cancel("account gone"))?;
+            let (shop, customer, account) =
+                load_people(conn, &account.shop_id, &account.customer_id, &account.id).await?;
+            let context = messages::ChangedContext {
+                lang: shop.locale.clone(),
+                shop_name: shop.name.clone(),
+                first_name: customer.first_name.clone(),
+                username: account.username.clone(),
+                changed_at: messages::shop_time(from_millis(message.created_at), zone(&shop)),
+                login_url: links::login(&state.settings.public_url, &shop.id),
+                shop_email: shop.email.clone(),
+                shop_phone: shop.phone.clone(),
+            };
+            account_email(state, messages::CHANGED_EMAIL, &context, &shop, &customer, &recipient)
+        }
+        None => Err(cancel("this message kind is not sent by this version")),
     }
+}
+
+fn zone(shop: &shop::Model) -> TimeZone {
+    TimeZone::parse(&shop.timezone).unwrap_or_else(|_| TimeZone::parse("UTC").expect("UTC exists"))
+}
+
+/// An account email (reset, changed) rendered for the customer.
+fn account_email(
+    state: &AppState,
+    names: [&str; 3],
+    context: &impl serde::Serialize,
+    shop: &shop::Model,
+    customer: &customer::Model,
+    recipient: &str,
+) -> Result<Composed, Prepared> {
+    let envelope = messages::Envelope {
+        to: recipient,
+        to_name: customer.first_name.clone(),
+        shop_name: &shop.name,
+        reply_to: shop.email.clone(),
+    };
+    messages::email(&state.delivery.templates, names, context, envelope)
+        .map(|email| Composed::Email(Box::new(email)))
+        .map_err(|e| Prepared::Stop(Attempt::Transient { reason: e.to_string(), retry_after: None }))
 }
 
 async fn load_people<C: ConnectionTrait>(
@@ -195,7 +264,7 @@ fn invitation_context(
         shop_name: shop.name.clone(),
         first_name: customer.first_name.clone(),
         username: account.username.clone(),
-        setup_url: links::setup(public, raw),
+        setup_url: links::setup(public, &shop.id, raw),
         login_url: links::login(public, &shop.id),
         expires_at: messages::shop_time(expires_at, zone),
         shop_email: shop.email.clone(),

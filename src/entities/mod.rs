@@ -3,9 +3,11 @@
 
 pub mod customer;
 pub mod invitation;
+pub mod login_throttle;
 pub mod outbox_message;
 pub mod portal_account;
 pub mod service_key;
+pub mod session;
 pub mod shop;
 pub mod token;
 pub mod webhook_message;

@@ -11,6 +11,10 @@ use url::Url;
 
 use crate::host::signature::WebhookSecret;
 
+mod values;
+pub use values::parse_duration;
+use values::{non_empty, parse_proxies, parse_public_url, parse_secrets, parse_twilio};
+
 /// One setting the service understands, for parsing, `--help` and the README.
 pub struct SettingInfo {
     /// The environment variable.
@@ -85,6 +89,36 @@ pub const SETTINGS: &[SettingInfo] = &[
         env: "PORTAL_TWILIO_API_URL",
         default: Some("https://api.twilio.com"),
         help: "SMS: the API base URL",
+    },
+    SettingInfo {
+        env: "PORTAL_RESET_TTL",
+        default: Some("1h"),
+        help: "how long a password-reset link works",
+    },
+    SettingInfo {
+        env: "PORTAL_PASSWORD_MIN_LENGTH",
+        default: Some("8"),
+        help: "the shortest password accepted (8 to 64 characters)",
+    },
+    SettingInfo {
+        env: "PORTAL_SESSION_IDLE",
+        default: Some("30m"),
+        help: "a customer is logged out after this long without a request",
+    },
+    SettingInfo {
+        env: "PORTAL_SESSION_LIFETIME",
+        default: Some("12h"),
+        help: "a customer is logged out this long after logging in, however active",
+    },
+    SettingInfo {
+        env: "PORTAL_TRUSTED_PROXIES",
+        default: None,
+        help: "addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (space-separated)",
+    },
+    SettingInfo {
+        env: "PORTAL_HASHING_LIMIT",
+        default: None,
+        help: "password hashes computed at once (default: the number of CPU cores); more wait up to 1 s, then get 503",
     },
 ];
 
@@ -193,6 +227,23 @@ pub struct TwilioSettings {
     pub api_url: Url,
 }
 
+/// The customer pages.
+#[derive(Debug, Clone)]
+pub struct PortalSettings {
+    /// `PORTAL_RESET_TTL`.
+    pub reset_ttl: Duration,
+    /// `PORTAL_PASSWORD_MIN_LENGTH`.
+    pub password_min_length: usize,
+    /// `PORTAL_SESSION_IDLE`.
+    pub session_idle: Duration,
+    /// `PORTAL_SESSION_LIFETIME`.
+    pub session_lifetime: Duration,
+    /// `PORTAL_TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `PORTAL_HASHING_LIMIT`.
+    pub hashing_limit: usize,
+}
+
 /// Everything the service reads from its settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -218,6 +269,8 @@ pub struct Settings {
     pub templates_dir: Option<std::path::PathBuf>,
     /// SMS delivery; `None` writes SMS to files in the outbox folder.
     pub twilio: Option<TwilioSettings>,
+    /// The customer pages.
+    pub portal: PortalSettings,
 }
 
 impl Settings {
@@ -297,6 +350,32 @@ impl Settings {
         let outbox_dir = std::path::PathBuf::from(get("PORTAL_OUTBOX_DIR").trim());
         let templates_dir = non_empty(raw.get("PORTAL_TEMPLATES_DIR")).map(std::path::PathBuf::from);
         let twilio = parse_twilio(raw, &get("PORTAL_TWILIO_API_URL"))?;
+        let duration = |name: &str| {
+            parse_duration(&get(name))
+                .ok_or_else(|| SettingError::new(name, "is not a duration; use e.g. 30m, 12h or 1d"))
+        };
+        let password_min_length = get("PORTAL_PASSWORD_MIN_LENGTH")
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (8..=64).contains(n))
+            .ok_or_else(|| {
+                SettingError::new("PORTAL_PASSWORD_MIN_LENGTH", "must be a whole number from 8 to 64")
+            })?;
+        let hashing_limit = match non_empty(raw.get("PORTAL_HASHING_LIMIT")) {
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            Some(text) => text.parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
+                SettingError::new("PORTAL_HASHING_LIMIT", "must be a whole number from 1 to 256")
+            })?,
+        };
+        let portal = PortalSettings {
+            reset_ttl: duration("PORTAL_RESET_TTL")?,
+            password_min_length,
+            session_idle: duration("PORTAL_SESSION_IDLE")?,
+            session_lifetime: duration("PORTAL_SESSION_LIFETIME")?,
+            trusted_proxies: parse_proxies(&get("PORTAL_TRUSTED_PROXIES"))?,
+            hashing_limit,
+        };
         Ok(Self {
             listen,
             public_url,
@@ -309,6 +388,7 @@ impl Settings {
             outbox_dir,
             templates_dir,
             twilio,
+            portal,
         })
     }
 
@@ -329,78 +409,6 @@ impl Settings {
         self.public_url.scheme() == "http"
             && matches!(self.public_url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
     }
-}
-
-fn non_empty(value: Option<&String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
-/// All three Twilio settings, or none of them.
-fn parse_twilio(
-    raw: &BTreeMap<String, String>,
-    api_url: &str,
-) -> Result<Option<TwilioSettings>, SettingError> {
-    let sid = non_empty(raw.get("PORTAL_TWILIO_ACCOUNT_SID"));
-    let token = non_empty(raw.get("PORTAL_TWILIO_AUTH_TOKEN"));
-    let from = non_empty(raw.get("PORTAL_TWILIO_FROM"));
-    let (account_sid, auth_token, from) = match (sid, token, from) {
-        (None, None, None) => return Ok(None),
-        (Some(sid), Some(token), Some(from)) => (sid, token, from),
-        (sid, token, _) => {
-            let missing = if sid.is_none() {
-                "PORTAL_TWILIO_ACCOUNT_SID"
-            } else if token.is_none() {
-                "PORTAL_TWILIO_AUTH_TOKEN"
-            } else {
-                "PORTAL_TWILIO_FROM"
-            };
-            return Err(SettingError::new(
-                missing,
-                "is not set, but other PORTAL_TWILIO_ settings are; set all three to send SMS, or none to write SMS to files",
-            ));
-        }
-    };
-    let api_url = Url::parse(api_url.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            SettingError::new(
-                "PORTAL_TWILIO_API_URL",
-                "is not an http(s) URL; the default is https://api.twilio.com",
-            )
-        })?;
-    Ok(Some(TwilioSettings { account_sid, auth_token: Secret(auth_token), from, api_url }))
-}
-
-fn parse_public_url(text: &str) -> Result<Url, SettingError> {
-    let fail = |why: &str| {
-        SettingError::new(
-            "PORTAL_PUBLIC_URL",
-            format!("{why}; set it to the address customers open, e.g. https://portal.example.com"),
-        )
-    };
-    let url = Url::parse(text.trim()).map_err(|e| fail(&format!("is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(fail("must be an http or https URL with a host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(fail("must not have a query or fragment"));
-    }
-    Ok(url)
-}
-
-fn parse_secrets(text: &str) -> Result<Vec<WebhookSecret>, SettingError> {
-    text.split_whitespace()
-        .enumerate()
-        .map(|(i, s)| {
-            WebhookSecret::parse(s).map_err(|e| {
-                SettingError::new(
-                    "PORTAL_WEBHOOK_SECRETS",
-                    format!("secret number {} {e}; copy it exactly as the host showed it", i + 1),
-                )
-            })
-        })
-        .collect()
 }
 
 /// Reads the `--config` file into environment-variable names.
@@ -435,146 +443,5 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SettingError> {
     Ok(raw)
 }
 
-/// Parses a duration such as `90s`, `30m`, `12h` or `7d` (used by settings with a lifetime).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let seconds = match unit {
-        "s" => number,
-        "m" => number.checked_mul(60)?,
-        "h" => number.checked_mul(3600)?,
-        "d" => number.checked_mul(86_400)?,
-        _ => return None,
-    };
-    (seconds > 0).then(|| Duration::from_secs(seconds))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn defaults_fill_what_is_not_set() {
-        let s = Settings::load(None, env(&[])).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
-        assert!(s.database_url.is_sqlite());
-        assert!(s.webhook_secrets.is_empty());
-        assert_eq!(s.log_format, LogFormat::Text);
-        assert!(s.is_local_http());
-        let err = s.require_webhook_secrets().unwrap_err();
-        assert_eq!(err.name, "PORTAL_WEBHOOK_SECRETS");
-        assert!(err.to_string().contains("portal-invites secret"));
-    }
-
-    #[test]
-    fn a_malformed_value_names_its_setting() {
-        for (name, value) in [
-            ("PORTAL_LISTEN", "8080"),
-            ("PORTAL_PUBLIC_URL", "portal.example.com"),
-            ("PORTAL_PUBLIC_URL", "ftp://portal.example.com"),
-            ("PORTAL_DATABASE_URL", "mysql://localhost/x"),
-            ("PORTAL_WEBHOOK_SECRETS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw nope"),
-            ("PORTAL_LOG", "info,[[["),
-            ("PORTAL_LOG_FORMAT", "xml"),
-        ] {
-            let err = Settings::load(None, env(&[(name, value)])).unwrap_err();
-            assert_eq!(err.name, name, "{value}");
-            assert!(!err.to_string().contains('\n'), "one line: {err}");
-        }
-    }
-
-    #[test]
-    fn secrets_are_space_separated_and_never_printed() {
-        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let other = WebhookSecret::generate();
-        let s = Settings::load(None, env(&[("PORTAL_WEBHOOK_SECRETS", &format!(" {secret}  {other} "))]))
-            .unwrap();
-        assert_eq!(s.webhook_secrets.len(), 2);
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("MfKQ9r8") && !shown.contains(&other[6..]));
-        let err = Settings::load(None, env(&[("PORTAL_WEBHOOK_SECRETS", "whsec_c2hvcnQ=")])).unwrap_err();
-        assert!(!err.to_string().contains("c2hvcnQ"));
-    }
-
-    #[test]
-    fn a_database_password_is_hidden() {
-        let s = Settings::load(None, env(&[("PORTAL_DATABASE_URL", "postgres://app:hunter2@db/portal")]))
-            .unwrap();
-        assert!(!format!("{:?} {}", s, s.database_url).contains("hunter2"));
-        assert!(s.database_url.expose().contains("hunter2"));
-    }
-
-    #[test]
-    fn the_environment_wins_over_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("portal.toml");
-        std::fs::write(
-            &path,
-            "listen = \"0.0.0.0:9000\"\nlog_format = \"json\"\nwebhook_secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
-        )
-        .unwrap();
-        let s = Settings::load(Some(&path), env(&[("PORTAL_LISTEN", "127.0.0.1:9001")])).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:9001");
-        assert_eq!(s.log_format, LogFormat::Json);
-        assert_eq!(s.webhook_secrets.len(), 1);
-    }
-
-    #[test]
-    fn the_file_refuses_unknown_keys_and_bad_toml() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("portal.toml");
-        std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
-        let err = Settings::load(Some(&path), env(&[])).unwrap_err();
-        assert_eq!(err.name, "--config");
-        assert!(err.message.contains("lisen"));
-        std::fs::write(&path, "listen = \n").unwrap();
-        assert!(Settings::load(Some(&path), env(&[])).unwrap_err().message.contains("TOML"));
-        let missing = dir.path().join("missing.toml");
-        assert!(Settings::load(Some(&missing), env(&[])).unwrap_err().message.contains("cannot be read"));
-    }
-
-    #[test]
-    fn delivery_settings_are_checked_and_secrets_hidden() {
-        let s = Settings::load(
-            None,
-            env(&[
-                ("PORTAL_SMTP_URL", "smtp://user:hunter2@mail.example.com:587?tls=required"),
-                ("PORTAL_TWILIO_ACCOUNT_SID", "AC123"),
-                ("PORTAL_TWILIO_AUTH_TOKEN", "tw-secret"),
-                ("PORTAL_TWILIO_FROM", "+15550001111"),
-            ]),
-        )
-        .unwrap();
-        assert!(s.mail.smtp_url.is_some() && s.twilio.is_some());
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("tw-secret"), "{shown}");
-        assert_eq!(s.invitation_ttl, Duration::from_secs(7 * 86_400));
-
-        for (pairs, name) in [
-            (vec![("PORTAL_TWILIO_ACCOUNT_SID", "AC123")], "PORTAL_TWILIO_AUTH_TOKEN"),
-            (vec![("PORTAL_SMTP_URL", "http://mail.example.com")], "PORTAL_SMTP_URL"),
-            (vec![("PORTAL_MAIL_FROM", "not a mailbox")], "PORTAL_MAIL_FROM"),
-            (vec![("PORTAL_INVITATION_TTL", "a week")], "PORTAL_INVITATION_TTL"),
-        ] {
-            assert_eq!(Settings::load(None, env(&pairs)).unwrap_err().name, name);
-        }
-    }
-
-    #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["", "7", "d", "0h", "-1h", "1.5h", "1w"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-    }
-}
+mod tests;

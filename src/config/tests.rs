@@ -1,0 +1,146 @@
+//! Settings: defaults, errors that name their setting, secrets kept out of output.
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn defaults_fill_what_is_not_set() {
+    let s = Settings::load(None, env(&[])).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
+    assert!(s.database_url.is_sqlite());
+    assert!(s.webhook_secrets.is_empty());
+    assert_eq!(s.log_format, LogFormat::Text);
+    assert!(s.is_local_http());
+    let err = s.require_webhook_secrets().unwrap_err();
+    assert_eq!(err.name, "PORTAL_WEBHOOK_SECRETS");
+    assert!(err.to_string().contains("portal-invites secret"));
+}
+
+#[test]
+fn a_malformed_value_names_its_setting() {
+    for (name, value) in [
+        ("PORTAL_LISTEN", "8080"),
+        ("PORTAL_PUBLIC_URL", "portal.example.com"),
+        ("PORTAL_PUBLIC_URL", "ftp://portal.example.com"),
+        ("PORTAL_DATABASE_URL", "mysql://localhost/x"),
+        ("PORTAL_WEBHOOK_SECRETS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw nope"),
+        ("PORTAL_LOG", "info,[[["),
+        ("PORTAL_LOG_FORMAT", "xml"),
+    ] {
+        let err = Settings::load(None, env(&[(name, value)])).unwrap_err();
+        assert_eq!(err.name, name, "{value}");
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn secrets_are_space_separated_and_never_printed() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let other = WebhookSecret::generate();
+    let s =
+        Settings::load(None, env(&[("PORTAL_WEBHOOK_SECRETS", &format!(" {secret}  {other} "))])).unwrap();
+    assert_eq!(s.webhook_secrets.len(), 2);
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("MfKQ9r8") && !shown.contains(&other[6..]));
+    let err = Settings::load(None, env(&[("PORTAL_WEBHOOK_SECRETS", "whsec_c2hvcnQ=")])).unwrap_err();
+    assert!(!err.to_string().contains("c2hvcnQ"));
+}
+
+#[test]
+fn a_database_password_is_hidden() {
+    let s =
+        Settings::load(None, env(&[("PORTAL_DATABASE_URL", "postgres://app:hunter2@db/portal")])).unwrap();
+    assert!(!format!("{:?} {}", s, s.database_url).contains("hunter2"));
+    assert!(s.database_url.expose().contains("hunter2"));
+}
+
+#[test]
+fn the_environment_wins_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.toml");
+    std::fs::write(
+        &path,
+        "listen = \"0.0.0.0:9000\"\nlog_format = \"json\"\nwebhook_secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
+    )
+    .unwrap();
+    let s = Settings::load(Some(&path), env(&[("PORTAL_LISTEN", "127.0.0.1:9001")])).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:9001");
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(s.webhook_secrets.len(), 1);
+}
+
+#[test]
+fn the_file_refuses_unknown_keys_and_bad_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.toml");
+    std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
+    let err = Settings::load(Some(&path), env(&[])).unwrap_err();
+    assert_eq!(err.name, "--config");
+    assert!(err.message.contains("lisen"));
+    std::fs::write(&path, "listen = \n").unwrap();
+    assert!(Settings::load(Some(&path), env(&[])).unwrap_err().message.contains("TOML"));
+    let missing = dir.path().join("missing.toml");
+    assert!(Settings::load(Some(&missing), env(&[])).unwrap_err().message.contains("cannot be read"));
+}
+
+#[test]
+fn delivery_settings_are_checked_and_secrets_hidden() {
+    let s = Settings::load(
+        None,
+        env(&[
+            ("PORTAL_SMTP_URL", "smtp://user:hunter2@mail.example.com:587?tls=required"),
+            ("PORTAL_TWILIO_ACCOUNT_SID", "AC123"),
+            ("PORTAL_TWILIO_AUTH_TOKEN", "tw-secret"),
+            ("PORTAL_TWILIO_FROM", "+15550001111"),
+        ]),
+    )
+    .unwrap();
+    assert!(s.mail.smtp_url.is_some() && s.twilio.is_some());
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("hunter2") && !shown.contains("tw-secret"), "{shown}");
+    assert_eq!(s.invitation_ttl, Duration::from_secs(7 * 86_400));
+
+    for (pairs, name) in [
+        (vec![("PORTAL_TWILIO_ACCOUNT_SID", "AC123")], "PORTAL_TWILIO_AUTH_TOKEN"),
+        (vec![("PORTAL_SMTP_URL", "http://mail.example.com")], "PORTAL_SMTP_URL"),
+        (vec![("PORTAL_MAIL_FROM", "not a mailbox")], "PORTAL_MAIL_FROM"),
+        (vec![("PORTAL_INVITATION_TTL", "a week")], "PORTAL_INVITATION_TTL"),
+    ] {
+        assert_eq!(Settings::load(None, env(&pairs)).unwrap_err().name, name);
+    }
+}
+
+#[test]
+fn portal_settings_have_defaults_and_bounds() {
+    let s = Settings::load(None, env(&[])).unwrap();
+    assert_eq!(s.portal.reset_ttl, Duration::from_secs(3600));
+    assert_eq!(s.portal.password_min_length, 8);
+    assert_eq!(s.portal.session_idle, Duration::from_secs(1800));
+    assert_eq!(s.portal.session_lifetime, Duration::from_secs(12 * 3600));
+    assert!(s.portal.trusted_proxies.is_empty() && s.portal.hashing_limit >= 1);
+    let s = Settings::load(None, env(&[("PORTAL_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7 ::1")])).unwrap();
+    assert_eq!(s.portal.trusted_proxies.len(), 3);
+    for (name, value) in [
+        ("PORTAL_PASSWORD_MIN_LENGTH", "7"),
+        ("PORTAL_PASSWORD_MIN_LENGTH", "65"),
+        ("PORTAL_SESSION_IDLE", "soon"),
+        ("PORTAL_TRUSTED_PROXIES", "proxy.internal"),
+        ("PORTAL_HASHING_LIMIT", "0"),
+    ] {
+        assert_eq!(Settings::load(None, env(&[(name, value)])).unwrap_err().name, name, "{value}");
+    }
+}
+
+#[test]
+fn durations_take_a_unit() {
+    assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    for bad in ["", "7", "d", "0h", "-1h", "1.5h", "1w"] {
+        assert_eq!(parse_duration(bad), None, "{bad}");
+    }
+}

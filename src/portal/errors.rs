@@ -1,0 +1,168 @@
+//! Everything that can stop a customer page, and the page each one gets. [`PortalError::page`] is the
+//! one place these become HTTP statuses; a customer never sees a raw error or a stack trace.
+
+use std::time::Duration;
+
+use poem::{Response, http::StatusCode};
+
+use super::pages::{self, Base, Notice};
+use crate::{app::AppState, entities::shop};
+
+/// Why a customer page could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    /// No such page, or no such shop.
+    #[error("not found")]
+    NotFound,
+    /// The shop does not serve its portal now (uninstalled, below gold, or not activated).
+    #[error("the portal is not available")]
+    Unavailable(Box<shop::Model>),
+    /// A set-up or reset link that is unknown, expired or already used.
+    #[error("the link is not valid")]
+    LinkInvalid(Box<shop::Model>),
+    /// A form without a valid CSRF token, or posted from another site.
+    #[error("the form could not be verified")]
+    FormRejected(Option<Box<shop::Model>>),
+    /// Too many failed logins: wait.
+    #[error("too many attempts")]
+    Throttled {
+        /// The shop.
+        shop: Box<shop::Model>,
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// Password hashing is at capacity: retry in a moment.
+    #[error("busy")]
+    Busy(Option<Box<shop::Model>>),
+    /// A body that is not a form.
+    #[error("bad request")]
+    BadRequest,
+    /// A fault of ours, logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sea_orm::DbErr> for PortalError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl PortalError {
+    /// The page for this error.
+    pub fn page(self, state: &AppState) -> Response {
+        let base = |shop: &Option<Box<shop::Model>>, title: &str| match shop {
+            Some(shop) => Base::shop(state, shop, title),
+            None => Base::plain(title),
+        };
+        let (status, notice, retry_after) = match self {
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                notice(
+                    Base::plain("Page not found"),
+                    "Page not found",
+                    "There is no page at this address. Check the link, or ask your workshop for the right one.",
+                    false,
+                ),
+                None,
+            ),
+            Self::Unavailable(shop) => {
+                let name = shop.name.clone();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    notice(
+                        Base::shop(state, &shop, "Customer Portal not available"),
+                        "The Customer Portal is not available",
+                        &format!(
+                            "{name}'s Customer Portal is not available at the moment. For help, contact {name}:"
+                        ),
+                        true,
+                    ),
+                    None,
+                )
+            }
+            Self::LinkInvalid(shop) => (
+                StatusCode::NOT_FOUND,
+                notice(
+                    Base::shop(state, &shop, "This link no longer works"),
+                    "This link no longer works",
+                    "The link has expired or was already used. If you have set your password, log in. If not, or if you \
+                     forgot it, ask for a new link with \"Forgot your password?\": it works for invitations too.",
+                    false,
+                ),
+                None,
+            ),
+            Self::FormRejected(shop) => (
+                StatusCode::FORBIDDEN,
+                notice(
+                    base(&shop, "Please try again"),
+                    "Please try again",
+                    "We could not accept this form, perhaps because the page was open for a long time or cookies are \
+                     blocked. Go back, reload the page and send the form again.",
+                    false,
+                ),
+                None,
+            ),
+            Self::Throttled { shop, retry_after } => {
+                let minutes = retry_after.as_secs().div_ceil(60).max(1);
+                let wait = if minutes == 1 { "a minute".to_owned() } else { format!("{minutes} minutes") };
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    notice(
+                        Base::shop(state, &shop, "Too many attempts"),
+                        "Too many attempts",
+                        &format!(
+                            "For your security, please wait {wait} before trying again, or reset your password with \"Forgot your password?\"."
+                        ),
+                        false,
+                    ),
+                    Some(retry_after.as_secs().max(1)),
+                )
+            }
+            Self::Busy(shop) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                notice(
+                    base(&shop, "Busy"),
+                    "We're busy right now",
+                    "Many people are logging in at once. Please try again in a few seconds.",
+                    false,
+                ),
+                Some(1),
+            ),
+            Self::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                notice(
+                    Base::plain("Please try again"),
+                    "Please try again",
+                    "The form arrived incomplete. Go back, reload the page and send it again.",
+                    false,
+                ),
+                None,
+            ),
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "a customer page failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    notice(
+                        Base::plain("Something went wrong"),
+                        "Something went wrong",
+                        "Something went wrong on our side. Please try again in a moment.",
+                        false,
+                    ),
+                    None,
+                )
+            }
+        };
+        let mut response = pages::render(state, "pages/notice.html", status, &notice);
+        if let Some(seconds) = retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
+    }
+}
+
+fn notice(base: Base, heading: &str, text: &str, contact: bool) -> Notice {
+    Notice { base, heading: heading.to_owned(), text: text.to_owned(), contact }
+}

@@ -1,0 +1,505 @@
+//! Choosing a password: the first time (from the invitation's set-up link), after "forgot password"
+//! (from the reset link), and asking for a reset link.
+//!
+//! Opening a link (GET or HEAD) only shows the form; it never uses up the token, because mail
+//! scanners open every link. Only the customer's POST consumes it, with a conditional `UPDATE`, so of
+//! any number of simultaneous submissions exactly one wins.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use poem::{
+    Body, Request, Response, handler,
+    http::StatusCode,
+    web::{Data, Path},
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    PortalError, available_shop, check_form, cookie_names, csrf_for,
+    pages::{self, Base},
+    passwords::{self, PasswordProblem},
+    read_form, respond, session, throttle, usable_token, with_cookies,
+};
+use crate::{
+    app::AppState,
+    clock::to_millis,
+    delivery::outbox::{self, MessageKind, NewMessage},
+    domain::EmailAddress,
+    entities::{customer, portal_account, shop, token},
+    invitations::Channel,
+    links,
+    tokens::{self, NewToken, Purpose},
+};
+
+/// Reset links asked for one account within an hour, at most.
+pub const RESETS_PER_HOUR: u64 = 3;
+
+#[derive(Serialize)]
+struct PasswordPage {
+    #[serde(flatten)]
+    base: Base,
+    heading: String,
+    intro: String,
+    submit: &'static str,
+    action: String,
+    csrf: String,
+    username: String,
+    min_length: usize,
+    password_error: Option<String>,
+    confirmation_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirmation: String,
+}
+
+/// Which link the page serves.
+#[derive(Clone, Copy)]
+enum Flow {
+    Setup,
+    Reset,
+}
+
+impl Flow {
+    fn purpose(self) -> Purpose {
+        match self {
+            Self::Setup => Purpose::Setup,
+            Self::Reset => Purpose::Reset,
+        }
+    }
+
+    fn action(self, state: &AppState, shop_id: &str, token: &str) -> String {
+        let segment = match self {
+            Self::Setup => "setup",
+            Self::Reset => "reset",
+        };
+        links::path_of(&format!("{}/{segment}/{token}", links::home(&state.settings.public_url, shop_id)))
+    }
+}
+
+/// An open set-up or reset link: its shop, its token and the account it is for.
+struct Link {
+    shop: shop::Model,
+    token: token::Model,
+    account: portal_account::Model,
+    raw: String,
+}
+
+fn password_page(
+    state: &AppState,
+    request: &Request,
+    flow: Flow,
+    link: &Link,
+    status: StatusCode,
+    problem: Option<PasswordProblem>,
+) -> Response {
+    let Link { shop, account, raw, .. } = link;
+    let (heading, intro, submit) = match flow {
+        Flow::Setup => (
+            "Set up your password".to_owned(),
+            format!(
+                "Choose the password for your {} Customer Portal login. You'll log in with your email address and this password.",
+                shop.name
+            ),
+            "Save password and log in",
+        ),
+        Flow::Reset => (
+            "Choose a new password".to_owned(),
+            format!(
+                "Choose a new password for your {} Customer Portal login. You'll be logged out everywhere else.",
+                shop.name
+            ),
+            "Save new password and log in",
+        ),
+    };
+    let (password_error, confirmation_error) = match problem {
+        Some(PasswordProblem::Mismatch) => (None, Some(PasswordProblem::Mismatch.to_string())),
+        Some(other) => (Some(other.to_string()), None),
+        None => (None, None),
+    };
+    let (csrf, cookie) = csrf_for(state, request);
+    let context = PasswordPage {
+        base: Base::shop(state, shop, heading.clone()),
+        heading,
+        intro,
+        submit,
+        action: flow.action(state, &shop.id, raw),
+        csrf,
+        username: account.username.clone(),
+        min_length: state.settings.portal.password_min_length,
+        password_error,
+        confirmation_error,
+    };
+    with_cookies(pages::render(state, "pages/password.html", status, &context), cookie)
+}
+
+/// The shop, the link's token and its account, or the page that says why not.
+async fn open_link(state: &AppState, flow: Flow, shop_id: &str, raw: &str) -> Result<Link, PortalError> {
+    let shop = super::find_shop(state, shop_id).await?;
+    let conn = state.db.conn();
+    let Some(token) = usable_token(conn, &shop.id, flow.purpose(), raw, state.clock.now()).await? else {
+        return Err(PortalError::LinkInvalid(Box::new(shop)));
+    };
+    if !super::portal_available(&shop) {
+        return Err(PortalError::Unavailable(Box::new(shop)));
+    }
+    let account = portal_account::Entity::find_by_id(token.account_id.as_str())
+        .one(conn)
+        .await?
+        .ok_or_else(|| PortalError::LinkInvalid(Box::new(shop.clone())))?;
+    Ok(Link { shop, token, account, raw: raw.to_owned() })
+}
+
+async fn show(state: &AppState, request: &Request, flow: Flow, shop_id: &str, raw: &str) -> Response {
+    let result = async {
+        let link = open_link(state, flow, shop_id, raw).await?;
+        Ok(password_page(state, request, flow, &link, StatusCode::OK, None))
+    }
+    .await;
+    respond(state, result)
+}
+
+async fn save(
+    state: &AppState,
+    request: &Request,
+    flow: Flow,
+    shop_id: &str,
+    raw: &str,
+    body: Body,
+) -> Response {
+    let result = async {
+        let form: PasswordForm = read_form(body).await?;
+        let shop = super::find_shop(state, shop_id).await?;
+        check_form(state, request, &form.csrf, Some(&shop))?;
+        let link = open_link(state, flow, shop_id, raw).await?;
+        let (shop, token, account) = (&link.shop, &link.token, &link.account);
+        let local_part =
+            EmailAddress::parse(&account.username).map(|e| e.local_part().to_owned()).unwrap_or_default();
+        let password = match passwords::check_new(
+            &form.password,
+            &form.confirmation,
+            state.settings.portal.password_min_length,
+            &local_part,
+            &shop.name,
+        ) {
+            Ok(password) => password,
+            Err(problem) => {
+                return Ok(password_page(
+                    state,
+                    request,
+                    flow,
+                    &link,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(problem),
+                ));
+            }
+        };
+        let hash =
+            state.hasher.hash(password).await.map_err(|_| PortalError::Busy(Some(Box::new(shop.clone()))))?;
+        let now = state.clock.now();
+        let lifetime = state.settings.portal.session_lifetime;
+        let recipient = notification_address(state, account).await?;
+        let (token_id, account_id, shop_id, customer_id, username) = (
+            token.id.clone(),
+            account.id.clone(),
+            shop.id.clone(),
+            account.customer_id.clone(),
+            account.username.clone(),
+        );
+        let started = state
+            .db
+            .write(move |txn| {
+                Box::pin(async move {
+                    if !consume(txn, &token_id, now).await? {
+                        return Ok(None);
+                    }
+                    portal_account::Entity::update_many()
+                        .col_expr(portal_account::Column::PasswordHash, Expr::value(hash))
+                        .col_expr(portal_account::Column::PasswordChangedAt, Expr::value(to_millis(now)))
+                        .col_expr(portal_account::Column::UpdatedAt, Expr::value(to_millis(now)))
+                        .filter(portal_account::Column::Id.eq(account_id.as_str()))
+                        .exec(txn)
+                        .await?;
+                    // A new password ends every session the account had, wherever it was.
+                    session::end_all(txn, &account_id).await?;
+                    throttle::clear(txn, &throttle::account_key(&shop_id, &username)).await?;
+                    if let (Flow::Reset, Some(recipient)) = (flow, recipient) {
+                        outbox::enqueue(
+                            txn,
+                            NewMessage {
+                                shop_id: &shop_id,
+                                customer_id: Some(&customer_id),
+                                kind: MessageKind::PasswordChanged,
+                                channel: Channel::Email,
+                                recipient: &recipient,
+                                invitation_id: None,
+                                token_id: None,
+                            },
+                            None,
+                            now,
+                        )
+                        .await?;
+                    }
+                    Ok::<_, PortalError>(Some(
+                        session::start(txn, &account_id, &shop_id, lifetime, now).await?,
+                    ))
+                })
+            })
+            .await?;
+        let Some(new_session) = started else {
+            // Another submission used the link a moment earlier.
+            return Err(PortalError::LinkInvalid(Box::new(shop.clone())));
+        };
+        if matches!(flow, Flow::Reset) {
+            state.delivery.wake.notify_one();
+        }
+        tracing::info!(shop_id = %shop.id, account_id = %account.id, "password set");
+        let names = cookie_names(state);
+        let cookies =
+            [names.set(names.session(), new_session.as_str(), lifetime), names.clear(names.presession())];
+        Ok(with_cookies(pages::see_other(&links::home(&state.settings.public_url, &shop.id)), cookies))
+    }
+    .await;
+    respond(state, result)
+}
+
+/// Uses up a token if it is still usable; `false` if another request got there first.
+async fn consume<C: ConnectionTrait>(conn: &C, token_id: &str, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    let result = token::Entity::update_many()
+        .col_expr(token::Column::UsedAt, Expr::value(to_millis(now)))
+        .filter(token::Column::Id.eq(token_id))
+        .filter(tokens::usable(now))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Where account email goes: the address on the customer's profile, else the username.
+async fn notification_address(
+    state: &AppState,
+    account: &portal_account::Model,
+) -> Result<Option<String>, PortalError> {
+    let customer = customer::Entity::find_by_id((account.shop_id.clone(), account.customer_id.clone()))
+        .one(state.db.conn())
+        .await?;
+    Ok(customer.and_then(|c| c.email).or_else(|| Some(account.username.clone())))
+}
+
+/// `GET|HEAD /p/{shop}/setup/{token}`.
+#[handler]
+pub async fn setup_form(
+    request: &Request,
+    Path((shop_id, raw)): Path<(String, String)>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    show(state, request, Flow::Setup, &shop_id, &raw).await
+}
+
+/// `POST /p/{shop}/setup/{token}`.
+#[handler]
+pub async fn setup_submit(
+    request: &Request,
+    Path((shop_id, raw)): Path<(String, String)>,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    save(state, request, Flow::Setup, &shop_id, &raw, body).await
+}
+
+/// `GET|HEAD /p/{shop}/reset/{token}`.
+#[handler]
+pub async fn reset_form(
+    request: &Request,
+    Path((shop_id, raw)): Path<(String, String)>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    show(state, request, Flow::Reset, &shop_id, &raw).await
+}
+
+/// `POST /p/{shop}/reset/{token}`.
+#[handler]
+pub async fn reset_submit(
+    request: &Request,
+    Path((shop_id, raw)): Path<(String, String)>,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    save(state, request, Flow::Reset, &shop_id, &raw, body).await
+}
+
+#[derive(Serialize)]
+struct ForgotPage {
+    #[serde(flatten)]
+    base: Base,
+    action: String,
+    csrf: String,
+    email: String,
+    email_error: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ForgotSentPage {
+    #[serde(flatten)]
+    base: Base,
+    email: String,
+    valid_for: String,
+}
+
+#[derive(Deserialize)]
+struct ForgotForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+fn forgot_page(
+    state: &AppState,
+    request: &Request,
+    shop: &shop::Model,
+    status: StatusCode,
+    email: &str,
+    error: Option<&'static str>,
+) -> Response {
+    let (csrf, cookie) = csrf_for(state, request);
+    let context = ForgotPage {
+        base: Base::shop(state, shop, "Forgot your password?"),
+        action: links::path_of(&links::forgot(&state.settings.public_url, &shop.id)),
+        csrf,
+        email: email.to_owned(),
+        email_error: error,
+    };
+    with_cookies(pages::render(state, "pages/forgot.html", status, &context), cookie)
+}
+
+/// `GET /p/{shop}/forgot`.
+#[handler]
+pub async fn forgot_form(
+    request: &Request,
+    Path(shop_id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let result = async {
+        let shop = available_shop(state, &shop_id).await?;
+        Ok(forgot_page(state, request, &shop, StatusCode::OK, "", None))
+    }
+    .await;
+    respond(state, result)
+}
+
+/// `POST /p/{shop}/forgot`: the same answer whether or not the address has an account; the email, if
+/// any, goes through the outbox, so the time taken does not tell either.
+#[handler]
+pub async fn forgot_submit(
+    request: &Request,
+    Path(shop_id): Path<String>,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let result = async {
+        let form: ForgotForm = read_form(body).await?;
+        let shop = available_shop(state, &shop_id).await?;
+        check_form(state, request, &form.csrf, Some(&shop))?;
+        let typed = form.email.trim().to_owned();
+        let Ok(email) = EmailAddress::parse(&typed) else {
+            return Ok(forgot_page(
+                state,
+                request,
+                &shop,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &typed,
+                Some("Enter your email address, like name@example.com."),
+            ));
+        };
+        let now = state.clock.now();
+        let ttl = TimeDelta::from_std(state.settings.portal.reset_ttl).unwrap_or(TimeDelta::hours(1));
+        let shop_id = shop.id.clone();
+        let queued = state
+            .db
+            .write(move |txn| Box::pin(async move { queue_reset(txn, &shop_id, &email, ttl, now).await }))
+            .await?;
+        if queued {
+            state.delivery.wake.notify_one();
+        }
+        let minutes = ttl.num_minutes();
+        let valid_for = if minutes % 60 == 0 {
+            let hours = minutes / 60;
+            if hours == 1 { "1 hour".to_owned() } else { format!("{hours} hours") }
+        } else {
+            format!("{minutes} minutes")
+        };
+        let context =
+            ForgotSentPage { base: Base::shop(state, &shop, "Check your email"), email: typed, valid_for };
+        Ok(pages::render(state, "pages/forgot_sent.html", StatusCode::OK, &context))
+    }
+    .await;
+    respond(state, result)
+}
+
+/// Queues a reset link for the account with this email, if there is one and it has not had
+/// [`RESETS_PER_HOUR`] links in the last hour. The link's token gets its value when the email is sent.
+async fn queue_reset<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    email: &EmailAddress,
+    ttl: TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<bool, PortalError> {
+    let Some(account) = portal_account::Entity::find()
+        .filter(portal_account::Column::ShopId.eq(shop_id))
+        .filter(portal_account::Column::Username.eq(email.normalized()))
+        .one(conn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let recent = token::Entity::find()
+        .filter(token::Column::AccountId.eq(account.id.as_str()))
+        .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
+        .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
+        .count(conn)
+        .await?;
+    if recent >= RESETS_PER_HOUR {
+        tracing::info!(%shop_id, account_id = %account.id, "reset links capped for this hour");
+        return Ok(false);
+    }
+    let (token_id, _unsent) = tokens::issue(
+        conn,
+        NewToken {
+            shop_id,
+            account_id: &account.id,
+            purpose: Purpose::Reset,
+            invitation_id: None,
+            expires_at: now + ttl,
+        },
+        now,
+    )
+    .await?;
+    let customer =
+        customer::Entity::find_by_id((shop_id.to_owned(), account.customer_id.clone())).one(conn).await?;
+    let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| email.as_str().to_owned());
+    outbox::enqueue(
+        conn,
+        NewMessage {
+            shop_id,
+            customer_id: Some(&account.customer_id),
+            kind: MessageKind::PasswordReset,
+            channel: Channel::Email,
+            recipient: &recipient,
+            invitation_id: None,
+            token_id: Some(&token_id),
+        },
+        None,
+        now,
+    )
+    .await?;
+    Ok(true)
+}

@@ -1,0 +1,178 @@
+//! Server-side sessions. The cookie holds 32 random bytes; the database holds only their SHA-256.
+//! A session belongs to one shop's portal, ends after a stretch of inactivity or at an absolute limit,
+//! whichever comes first, and a new one (with a new id) is started at every login, so an id planted
+//! before login is worthless after it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::Expr};
+
+use crate::{clock::to_millis, entities::session, tokens::RawToken};
+
+/// Only refresh `last_seen_at` when it is older than this, so reading pages does not mean writing.
+const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
+
+/// The cookies' names: `__Host-` prefixed (Secure, no Domain, Path=/) in production; plain for local
+/// http, where browsers refuse `__Host-` cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    /// Whether cookies are `Secure` (and prefixed).
+    pub secure: bool,
+}
+
+impl CookieNames {
+    /// The session cookie.
+    pub fn session(self) -> &'static str {
+        if self.secure { "__Host-portal_session" } else { "portal_session" }
+    }
+
+    /// The pre-session cookie that binds CSRF tokens before login.
+    pub fn presession(self) -> &'static str {
+        if self.secure { "__Host-portal_form" } else { "portal_form" }
+    }
+
+    /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure in production.
+    pub fn set(self, name: &str, value: &str, max_age: Duration) -> String {
+        format!(
+            "{name}={value}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax{}",
+            max_age.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// A `Set-Cookie` value that deletes the cookie.
+    pub fn clear(self, name: &str) -> String {
+        self.set(name, "", Duration::ZERO)
+    }
+}
+
+/// The value of cookie `name` in the request, if present and well-formed.
+pub fn read_cookie<'a>(request: &'a poem::Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| RawToken::parse(value).is_some())
+}
+
+/// Starts a session for `account_id` in shop `shop_id`; returns the id for the cookie.
+pub async fn start<C: ConnectionTrait>(
+    conn: &C,
+    account_id: &str,
+    shop_id: &str,
+    lifetime: Duration,
+    now: DateTime<Utc>,
+) -> Result<RawToken, DbErr> {
+    let id = RawToken::generate();
+    let lifetime = TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::hours(12));
+    let row = session::ActiveModel {
+        id_hash: Set(id.hash()),
+        account_id: Set(account_id.to_owned()),
+        shop_id: Set(shop_id.to_owned()),
+        created_at: Set(to_millis(now)),
+        last_seen_at: Set(to_millis(now)),
+        expires_at: Set(to_millis(now + lifetime)),
+    };
+    session::Entity::insert(row).exec_without_returning(conn).await?;
+    Ok(id)
+}
+
+/// The live session with this cookie value in shop `shop_id`, if any. Sessions of another shop do not
+/// count here, even for the same email: each shop's portal is separate.
+pub async fn find<C: ConnectionTrait>(
+    conn: &C,
+    cookie: &str,
+    shop_id: &str,
+    idle: Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<session::Model>, DbErr> {
+    let Some(id) = RawToken::parse(cookie) else { return Ok(None) };
+    let idle = TimeDelta::from_std(idle).unwrap_or(TimeDelta::minutes(30));
+    let found = session::Entity::find_by_id(id.hash()).one(conn).await?;
+    Ok(found.filter(|s| {
+        s.shop_id == shop_id && s.expires_at > to_millis(now) && s.last_seen_at > to_millis(now - idle)
+    }))
+}
+
+/// Records activity, at most once a minute.
+pub async fn touch<C: ConnectionTrait>(
+    conn: &C,
+    session: &session::Model,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if session.last_seen_at > to_millis(now - TOUCH_EVERY) {
+        return Ok(());
+    }
+    session::Entity::update_many()
+        .col_expr(session::Column::LastSeenAt, Expr::value(to_millis(now)))
+        .filter(session::Column::IdHash.eq(session.id_hash.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends the session with this cookie value (log out, or a new login replacing it).
+pub async fn end<C: ConnectionTrait>(conn: &C, cookie: &str) -> Result<(), DbErr> {
+    if let Some(id) = RawToken::parse(cookie) {
+        session::Entity::delete_by_id(id.hash()).exec(conn).await?;
+    }
+    Ok(())
+}
+
+/// Ends every session of an account (after a password reset).
+pub async fn end_all<C: ConnectionTrait>(conn: &C, account_id: &str) -> Result<u64, DbErr> {
+    let result =
+        session::Entity::delete_many().filter(session::Column::AccountId.eq(account_id)).exec(conn).await?;
+    Ok(result.rows_affected)
+}
+
+/// Deletes sessions that can no longer be used (housekeeping).
+pub async fn purge_expired<C: ConnectionTrait>(
+    conn: &C,
+    idle: Duration,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let idle = TimeDelta::from_std(idle).unwrap_or(TimeDelta::minutes(30));
+    let result = session::Entity::delete_many()
+        .filter(
+            sea_orm::Condition::any()
+                .add(session::Column::ExpiresAt.lte(to_millis(now)))
+                .add(session::Column::LastSeenAt.lte(to_millis(now - idle))),
+        )
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_cookies_are_host_prefixed_secure_httponly_and_lax() {
+        let names = CookieNames { secure: true };
+        assert_eq!(names.session(), "__Host-portal_session");
+        let cookie = names.set(names.session(), "abc", Duration::from_secs(60));
+        assert_eq!(cookie, "__Host-portal_session=abc; Max-Age=60; Path=/; HttpOnly; SameSite=Lax; Secure");
+        let local = CookieNames { secure: false };
+        assert!(!local.set(local.session(), "abc", Duration::from_secs(60)).contains("Secure"));
+        assert!(names.clear(names.session()).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn only_well_formed_cookies_are_read() {
+        let token = RawToken::generate();
+        let request = poem::Request::builder()
+            .header("cookie", format!("other=1; portal_session={}; x=y", token.as_str()))
+            .finish();
+        assert_eq!(read_cookie(&request, "portal_session"), Some(token.as_str()));
+        let request = poem::Request::builder().header("cookie", "portal_session=../../etc").finish();
+        assert_eq!(read_cookie(&request, "portal_session"), None);
+    }
+}
