@@ -22,15 +22,17 @@ pub fn verify(key: &[u8], binding: &str, submitted: &str) -> bool {
     expected.len() == submitted.len() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
 }
 
-/// Whether a POST comes from our own pages: not `Sec-Fetch-Site: cross-site`, and an `Origin`, when
-/// sent, equal to the public URL's origin.
+/// Whether a POST comes from our own pages. Browsers that send `Sec-Fetch-Site` are judged by it
+/// (`same-origin`, or `none` for a person's own action, pass). Otherwise an `Origin` must be the
+/// public URL's. `Origin: null` is no evidence either way: browsers send it for same-origin forms
+/// when the page's `Referrer-Policy` is `no-referrer`, as ours is; the CSRF token still decides.
 pub fn same_site(request: &poem::Request, public_origin: &str) -> bool {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    if header("sec-fetch-site").is_some_and(|site| site.eq_ignore_ascii_case("cross-site")) {
-        return false;
+    if let Some(site) = header("sec-fetch-site") {
+        return site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none");
     }
     match header("origin") {
-        None => true,
+        None | Some("null") => true,
         Some(origin) => origin.eq_ignore_ascii_case(public_origin),
     }
 }
@@ -62,8 +64,13 @@ mod tests {
         };
         assert!(same_site(&request(&[]), origin));
         assert!(same_site(&request(&[("origin", origin), ("sec-fetch-site", "same-origin")]), origin));
+        // What a browser sends for our own form under Referrer-Policy: no-referrer.
+        assert!(same_site(&request(&[("origin", "null"), ("sec-fetch-site", "same-origin")]), origin));
         assert!(!same_site(&request(&[("sec-fetch-site", "cross-site")]), origin));
+        assert!(!same_site(
+            &request(&[("sec-fetch-site", "same-site"), ("origin", "https://other.example.com")]),
+            origin
+        ));
         assert!(!same_site(&request(&[("origin", "https://evil.example")]), origin));
-        assert!(!same_site(&request(&[("origin", "null")]), origin));
     }
 }

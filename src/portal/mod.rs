@@ -116,17 +116,32 @@ fn check_form(
     submitted: &str,
     shop: Option<&shop::Model>,
 ) -> Result<(), PortalError> {
-    let rejected = || PortalError::FormRejected(shop.cloned().map(Box::new));
+    let rejected = |why: &str| {
+        // Which check failed, never the token or cookie values: enough for an operator to see a
+        // misconfigured PORTAL_PUBLIC_URL or a proxy that drops cookies.
+        // The path is not logged: set-up and reset paths carry tokens.
+        tracing::info!(why, "form refused");
+        PortalError::FormRejected(shop.cloned().map(Box::new))
+    };
     if !csrf::same_site(request, &crate::links::origin(&state.settings.public_url)) {
-        return Err(rejected());
+        return Err(rejected(
+            "cross-site request (Sec-Fetch-Site, or an Origin other than PORTAL_PUBLIC_URL's)",
+        ));
     }
     let names = cookie_names(state);
     let key = state.keys.cookies.bytes();
-    let bound = [names.session(), names.presession()]
+    let cookies: Vec<&str> = [names.session(), names.presession()]
         .iter()
         .filter_map(|name| session::read_cookie(request, name))
-        .any(|binding| csrf::verify(key, binding, submitted));
-    if bound { Ok(()) } else { Err(rejected()) }
+        .collect();
+    if cookies.is_empty() {
+        return Err(rejected("no session or form cookie"));
+    }
+    if cookies.iter().any(|binding| csrf::verify(key, binding, submitted)) {
+        Ok(())
+    } else {
+        Err(rejected("the form's token matches no cookie"))
+    }
 }
 
 /// Reads an `application/x-www-form-urlencoded` body of at most 16 KiB.

@@ -2,6 +2,7 @@
 //! Scenarios declared with `on_both_databases!` run on SQLite and, when `PORTAL_TEST_POSTGRES_URL`
 //! is set, on PostgreSQL too.
 
+mod browser;
 mod delivery;
 mod helpers;
 mod invitations;

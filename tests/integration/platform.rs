@@ -211,3 +211,53 @@ async fn simulate_plays_the_host_against_a_running_instance() {
     let (ok, out) = simulate(&app, "not-a-secret", &["install"]).await;
     assert!(!ok && out.contains("--secret"), "{out}");
 }
+
+#[tokio::test]
+async fn the_demo_tells_the_whole_story_and_its_link_opens_the_set_up_page() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let folder = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portal-invites"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PORTAL_")) {
+        command.env_remove(key);
+    }
+    let mut demo = command
+        .arg("demo")
+        .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTAL_PUBLIC_URL", &base)
+        .current_dir(folder.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut story = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            story.push_str(&line);
+            story.push('\n');
+            if line.contains("Press Ctrl-C") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the demo did not finish its story:\n{story}");
+    for step in
+        ["204 No Content", "open_dialog", "invitation_sent", "The invitation email:", "signing secret"]
+    {
+        assert!(story.contains(step), "{step} missing from:\n{story}");
+    }
+    let link = story
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{base}/p/shop_demo/setup/")))
+        .expect("a set-up link");
+    let eml = story.lines().find_map(|l| l.strip_prefix("The invitation email: ")).unwrap();
+    assert!(folder.path().join(eml).is_file(), "the email file exists");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let page = reqwest::get(format!("{base}/p/shop_demo/setup/{link}")).await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Set up your password"));
+    demo.start_kill().unwrap();
+}

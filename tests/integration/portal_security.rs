@@ -185,6 +185,12 @@ async fn tokens_and_session_ids_appear_in_no_log_line_and_no_column(app: TestApp
     let mut web = Web::new(&app);
     let page = web.get(&link).await;
     let csrf = page.csrf();
+    // Refused and failed requests are logged too: they must not carry the link's token either.
+    assert_eq!(web.post(&link, &[("csrf", "forged"), ("password", PASSWORD)]).await.status, 403);
+    assert_eq!(
+        web.post(&link, &[("csrf", &csrf), ("password", "short"), ("confirmation", "short")]).await.status,
+        422
+    );
     web.post(&link, &[("csrf", &csrf), ("password", PASSWORD), ("confirmation", PASSWORD)]).await;
     let session = web.cookies["portal_session"].clone();
     web.submit("/p/shop_1/forgot", &[("email", EMAIL)]).await;
