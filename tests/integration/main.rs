@@ -5,6 +5,7 @@
 mod browser;
 mod delivery;
 mod helpers;
+mod html;
 mod invitations;
 mod lifecycle;
 mod platform;
