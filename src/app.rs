@@ -46,6 +46,12 @@ pub struct AppState {
     pub delivery: Arc<Delivery>,
     /// argon2id, bounded.
     pub hasher: Arc<Hasher>,
+    /// Shop rows the customer pages read on every request.
+    pub shops: Arc<crate::shops::cache::ShopCache>,
+    /// Commits lifecycle events (in batches on SQLite).
+    pub lifecycle: Arc<crate::host::lifecycle_writer::LifecycleWriter>,
+    /// Lifecycle messages answered lately, to answer the host's retries from memory.
+    pub recent_answers: Arc<crate::host::dedupe::RecentlyAnswered>,
 }
 
 /// The service's own keys, shared through the database by every instance.
@@ -130,12 +136,15 @@ impl App {
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.listen);
         let state = AppState {
-            db,
+            db: db.clone(),
             clock: clock.clone(),
             settings: Arc::new(settings),
             keys: Arc::new(ServiceKeys { cookies }),
             delivery,
             hasher,
+            shops: Arc::default(),
+            lifecycle: Arc::new(crate::host::lifecycle_writer::LifecycleWriter::start(db.clone())),
+            recent_answers: Arc::new(crate::host::dedupe::RecentlyAnswered::new(100_000)),
         };
         let routes = routes(&state, IntakeKeys { secrets, clock });
 

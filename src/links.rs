@@ -34,10 +34,12 @@ pub fn forgot(public_url: &Url, shop_id: &str) -> String {
     format!("{}/p/{shop_id}/forgot", base(public_url))
 }
 
-/// The path of one of our absolute links, for links and form actions inside our own pages (so they
-/// work whatever host name the page was reached by, and read cleanly in the HTML).
-pub fn path_of(absolute: &str) -> String {
-    Url::parse(absolute).map(|u| u.path().to_owned()).unwrap_or_else(|_| absolute.to_owned())
+/// The path of a page of the shop's portal (`/p/{shop_id}/{page}`, below the public URL's own path),
+/// for links and form actions inside our pages: they work whatever host name the page was reached
+/// by, and read cleanly in the HTML.
+pub fn portal_path(public_url: &Url, shop_id: &str, page: &str) -> String {
+    let prefix = public_url.path().trim_end_matches('/');
+    if page.is_empty() { format!("{prefix}/p/{shop_id}") } else { format!("{prefix}/p/{shop_id}/{page}") }
 }
 
 /// The public URL's origin (`scheme://host[:port]`), as browsers send it in `Origin`.
@@ -62,7 +64,9 @@ mod tests {
             assert!(login(&url, "shop_1").ends_with("/p/shop_1/login"));
         }
         assert_eq!(origin(&Url::parse("https://x.example/portal/").unwrap()), "https://x.example");
-        assert_eq!(path_of("https://x.example/portal/p/s/login"), "/portal/p/s/login");
+        let prefixed = Url::parse("https://x.example/portal/").unwrap();
+        assert_eq!(portal_path(&prefixed, "s", "login"), "/portal/p/s/login");
+        assert_eq!(portal_path(&Url::parse("http://127.0.0.1:8080").unwrap(), "s", ""), "/p/s");
         assert_eq!(origin(&Url::parse("http://127.0.0.1:8080").unwrap()), "http://127.0.0.1:8080");
     }
 }

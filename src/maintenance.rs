@@ -32,6 +32,7 @@ pub async fn run_once(state: &AppState) {
     match erased {
         Ok(shops) => {
             for shop_id in shops {
+                state.shops.forget(&shop_id);
                 tracing::info!(%shop_id, "erased the personal data of a shop uninstalled 48 hours ago");
             }
         }

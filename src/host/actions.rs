@@ -173,9 +173,12 @@ pub async fn receive_action<T>(
 ) -> Result<StoredAnswer, HostError> {
     let (action, shop_id) = Action::parse(message)?;
     let answer = match action.kind {
-        ActionEventType::Invoked => invoked(state, message, &action, &shop_id).await?,
-        ActionEventType::Submitted => submitted(state, message, &action, &shop_id).await?,
+        ActionEventType::Invoked => invoked(state, message, &action, &shop_id).await,
+        ActionEventType::Submitted => submitted(state, message, &action, &shop_id).await,
     };
+    // The payload's shop snapshot may have changed the shop.
+    state.shops.forget(shop_id.as_str());
+    let answer = answer?;
     tracing::info!(
         webhook_id = %message.verified.id,
         shop_id = %shop_id,

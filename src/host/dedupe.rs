@@ -63,10 +63,31 @@ pub struct MessageInfo<'a> {
     pub customer_id: Option<&'a CustomerId>,
 }
 
-/// Claims the message id for this transaction, or returns what an earlier one stored.
+/// Claims the message id for this transaction, or returns what an earlier one stored. The caller
+/// stores the answer with [`record_answer`] once it knows it.
 pub async fn claim<C: ConnectionTrait>(
     conn: &C,
     info: &MessageInfo<'_>,
+    now: DateTime<Utc>,
+) -> Result<Claim, DbErr> {
+    claim_with(conn, info, None, now).await
+}
+
+/// Like [`claim`], for a message whose answer is known before it is processed (a lifecycle event is
+/// answered `204` if it commits at all): the claim and the answer are one insert.
+pub async fn claim_answered<C: ConnectionTrait>(
+    conn: &C,
+    info: &MessageInfo<'_>,
+    answer: &StoredAnswer,
+    now: DateTime<Utc>,
+) -> Result<Claim, DbErr> {
+    claim_with(conn, info, Some(answer), now).await
+}
+
+async fn claim_with<C: ConnectionTrait>(
+    conn: &C,
+    info: &MessageInfo<'_>,
+    answer: Option<&StoredAnswer>,
     now: DateTime<Utc>,
 ) -> Result<Claim, DbErr> {
     let row = webhook_message::ActiveModel {
@@ -75,8 +96,8 @@ pub async fn claim<C: ConnectionTrait>(
         event_type: Set(info.event_type.to_owned()),
         shop_id: Set(Some(info.shop_id.as_str().to_owned())),
         customer_id: Set(info.customer_id.map(|c| c.as_str().to_owned())),
-        status: Set(None),
-        response_body: Set(None),
+        status: Set(answer.map(|a| a.status as i16)),
+        response_body: Set(answer.map(|a| a.body.clone())),
         received_at: Set(to_millis(now)),
     };
     let inserted = webhook_message::Entity::insert(row)
@@ -135,4 +156,62 @@ pub async fn purge_old_answers<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>)
         .exec(conn)
         .await?;
     Ok(result.rows_affected)
+}
+
+/// The ids of lifecycle messages this instance answered lately (always `204`, and never changed
+/// afterwards), so the host's retries, which mostly come within minutes, are answered from memory
+/// without touching the database. A miss goes the normal way, through the stored answers.
+pub struct RecentlyAnswered {
+    inner: std::sync::Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
+    capacity: usize,
+}
+
+impl RecentlyAnswered {
+    /// Remembers at most `capacity` ids, forgetting the oldest first.
+    pub fn new(capacity: usize) -> Self {
+        Self { inner: std::sync::Mutex::default(), capacity }
+    }
+
+    /// Whether `id` was answered lately.
+    pub fn contains(&self, id: &WebhookId) -> bool {
+        self.inner.lock().expect("answers lock").0.contains(id.as_str())
+    }
+
+    /// Remembers that `id` was answered.
+    pub fn insert(&self, id: &WebhookId) {
+        let mut inner = self.inner.lock().expect("answers lock");
+        let (set, order) = &mut *inner;
+        if set.insert(id.as_str().to_owned()) {
+            order.push_back(id.as_str().to_owned());
+            if order.len() > self.capacity
+                && let Some(oldest) = order.pop_front()
+            {
+                set.remove(&oldest);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RecentlyAnswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecentlyAnswered").field("capacity", &self.capacity).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_answers_forget_the_oldest_beyond_capacity() {
+        let recent = RecentlyAnswered::new(2);
+        let id = |s: &str| WebhookId::parse(s).unwrap();
+        recent.insert(&id("a"));
+        recent.insert(&id("b"));
+        recent.insert(&id("a"));
+        assert!(recent.contains(&id("a")) && recent.contains(&id("b")));
+        recent.insert(&id("c"));
+        assert!(!recent.contains(&id("a")));
+        assert!(recent.contains(&id("b")) && recent.contains(&id("c")));
+    }
 }

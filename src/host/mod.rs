@@ -7,6 +7,8 @@ pub mod dedupe;
 pub mod dialog;
 pub mod events;
 pub mod intake;
+pub mod lifecycle_bulk;
+pub mod lifecycle_writer;
 pub mod problem;
 pub mod signature;
 pub mod webhooks;

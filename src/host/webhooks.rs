@@ -5,15 +5,13 @@
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::{
-    dedupe::{self, Claim, MessageInfo, StoredAnswer},
+    dedupe::StoredAnswer,
     events::{LifecycleEnvelope, LifecycleEventType, RawEnvelope, parse_lifecycle},
     intake::SignedMessage,
+    lifecycle_writer::PendingEvent,
     problem::{HostError, HostProblem},
 };
-use crate::{
-    app::AppState,
-    shops::{self, ApplyError},
-};
+use crate::app::AppState;
 
 /// The route that receives lifecycle events, as stored with each message.
 pub const ENDPOINT: &str = "webhooks";
@@ -65,6 +63,11 @@ pub async fn receive_lifecycle_event<T>(
     state: &AppState,
     message: &SignedMessage<T>,
 ) -> Result<StoredAnswer, HostError> {
+    // A repeat answered lately is answered again from memory, before any parsing or database work.
+    if state.recent_answers.contains(&message.verified.id) {
+        tracing::debug!(webhook_id = %message.verified.id, "repeated message answered again");
+        return Ok(StoredAnswer::no_content());
+    }
     let envelope = RawEnvelope::parse(&message.body)?;
     let kind = LifecycleEventType::from_name(&envelope.event_type).ok_or_else(|| {
         if envelope.event_type.starts_with("action.") || envelope.event_type.starts_with("dialog.") {
@@ -78,40 +81,21 @@ pub async fn receive_lifecycle_event<T>(
     })?;
     let shop_id = envelope.shop_id()?;
     let event = parse_lifecycle(kind, &envelope, &shop_id)?;
-    let occurred_at = envelope.timestamp;
-    let id = message.verified.id.clone();
-    let now = state.clock.now();
-
-    let answer = state
-        .db
-        .write(move |txn| {
-            Box::pin(async move {
-                let info = MessageInfo {
-                    id: &id,
-                    endpoint: ENDPOINT,
-                    event_type: kind.name(),
-                    shop_id: &shop_id,
-                    customer_id: event.customer_id(),
-                };
-                match dedupe::claim(txn, &info, now).await? {
-                    Claim::Fresh => {}
-                    Claim::Answered(answer) => return Ok((answer, None)),
-                    Claim::InProgress => return Err(HostError::Busy),
-                }
-                let applied = shops::apply_event(txn, &shop_id, occurred_at, &event, now).await.map_err(
-                    |e| match e {
-                        ApplyError::UnknownShop(shop) => HostError::UnknownShop(shop),
-                        ApplyError::Db(db) => HostError::from(db),
-                    },
-                )?;
-                let answer = StoredAnswer::no_content();
-                dedupe::record_answer(txn, &id, &answer).await?;
-                Ok((answer, Some(applied)))
-            })
-        })
-        .await?;
-    match answer.1 {
-        Some(applied) => tracing::info!(
+    let pending = PendingEvent {
+        id: message.verified.id.clone(),
+        kind,
+        shop_id,
+        occurred_at: envelope.timestamp,
+        event,
+        now: state.clock.now(),
+    };
+    let (answer, applied) = state.lifecycle.commit(pending).await?;
+    if answer.status == 204 {
+        state.recent_answers.insert(&message.verified.id);
+    }
+    state.shops.forget(&envelope.shop_id);
+    match applied {
+        Some(applied) => tracing::debug!(
             webhook_id = %message.verified.id,
             event = kind.name(),
             shop_id = %envelope.shop_id,
@@ -119,8 +103,8 @@ pub async fn receive_lifecycle_event<T>(
             "event processed"
         ),
         None => {
-            tracing::info!(webhook_id = %message.verified.id, event = kind.name(), "repeated message answered again")
+            tracing::debug!(webhook_id = %message.verified.id, event = kind.name(), "repeated message answered again")
         }
     }
-    Ok(answer.0)
+    Ok(answer)
 }

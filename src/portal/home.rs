@@ -88,10 +88,7 @@ pub async fn home(request: &Request, Path(shop_id): Path<String>, Data(state): D
             full_name,
             username: account.username,
             csrf,
-            logout_action: links::path_of(&format!(
-                "{}/logout",
-                links::home(&state.settings.public_url, &shop.id)
-            )),
+            logout_action: links::portal_path(&state.settings.public_url, &shop.id, "logout"),
         };
         Ok(with_cookies(pages::render(state, "pages/home.html", StatusCode::OK, &context), cookie))
     }

@@ -60,7 +60,7 @@ fn page(
     let (csrf, cookie) = csrf_for(state, request);
     let context = LoginPage {
         base: Base::shop(state, shop, format!("Log in to {}", shop.name)),
-        action: links::path_of(&links::login(&state.settings.public_url, &shop.id)),
+        action: links::portal_path(&state.settings.public_url, &shop.id, "login"),
         csrf,
         email: email.to_owned(),
         notice,
@@ -127,6 +127,9 @@ pub async fn submit_login(
                 Some("Enter your email address and password."),
             ));
         }
+        // A turn at the password hasher first: under a flood, the requests turned away cost no
+        // database work at all.
+        let turn = state.hasher.turn().await.map_err(|_| PortalError::Busy(Some(Box::new(shop.clone()))))?;
         let username =
             EmailAddress::parse(&typed).map(|e| e.normalized()).unwrap_or_else(|_| typed.to_lowercase());
         let now = state.clock.now();
@@ -157,7 +160,7 @@ pub async fn submit_login(
         let stored = account.as_ref().and_then(|a| a.password_hash.clone());
         let verified = state
             .hasher
-            .verify(form.password.clone(), stored)
+            .verify_in(turn, form.password.clone(), stored)
             .await
             .map_err(|_| PortalError::Busy(Some(Box::new(shop.clone()))))?;
 

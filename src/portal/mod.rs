@@ -68,7 +68,8 @@ fn respond(state: &AppState, result: Result<Response, PortalError>) -> Response 
 /// The shop of a `/p/{shop_id}` address; `NotFound` for an id that is malformed or never installed.
 async fn find_shop(state: &AppState, shop_id: &str) -> Result<shop::Model, PortalError> {
     let id = ShopId::parse(shop_id).map_err(|_| PortalError::NotFound)?;
-    shop::Entity::find_by_id(id.as_str()).one(state.db.conn()).await?.ok_or(PortalError::NotFound)
+    let shop = state.shops.get(&state.db, id.as_str()).await?.ok_or(PortalError::NotFound)?;
+    Ok(shop::Model::clone(&shop))
 }
 
 /// Whether the shop serves its portal now: installed, on gold or above, and activated.

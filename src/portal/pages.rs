@@ -34,8 +34,8 @@ impl Base {
             shop_name: Some(shop.name.clone()),
             shop_phone: shop.phone.clone(),
             shop_email: shop.email.clone(),
-            login_url: Some(links::path_of(&links::login(public, &shop.id))),
-            forgot_url: Some(links::path_of(&links::forgot(public, &shop.id))),
+            login_url: Some(links::portal_path(public, &shop.id, "login")),
+            forgot_url: Some(links::portal_path(public, &shop.id, "forgot")),
         }
     }
 

@@ -81,7 +81,7 @@ impl Flow {
             Self::Setup => "setup",
             Self::Reset => "reset",
         };
-        links::path_of(&format!("{}/{segment}/{token}", links::home(&state.settings.public_url, shop_id)))
+        links::portal_path(&state.settings.public_url, shop_id, &format!("{segment}/{token}"))
     }
 }
 
@@ -372,7 +372,7 @@ fn forgot_page(
     let (csrf, cookie) = csrf_for(state, request);
     let context = ForgotPage {
         base: Base::shop(state, shop, "Forgot your password?"),
-        action: links::path_of(&links::forgot(&state.settings.public_url, &shop.id)),
+        action: links::portal_path(&state.settings.public_url, &shop.id, "forgot"),
         csrf,
         email: email.to_owned(),
         email_error: error,

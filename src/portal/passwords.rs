@@ -15,10 +15,11 @@ use std::{
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
-    password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, PasswordHash, Salt},
 };
-use tokio::sync::Semaphore;
+use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use unicode_normalization::UnicodeNormalization;
 
 /// The longest password accepted, in characters.
@@ -123,48 +124,132 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// argon2id with the service's parameters, run on blocking threads, at most `limit` at once. A
-/// request waits at most [`MAX_WAIT`] for its turn, and no more than `4 × limit` wait at all: under a
-/// flood the rest are refused at once, so memory stays flat and nobody waits long.
+/// The longest a hash waits for its turn.
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// The right to run one hash, taken before any other work so a request that would be turned away
+/// is turned away at once, having cost nothing.
+pub struct Turn {
+    _permit: OwnedSemaphorePermit,
+}
+
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// argon2id with the service's parameters, on `limit` threads of its own, each reusing one 19 MiB
+/// work area: memory stays at `limit × 19 MiB` however many logins arrive. A request waits at most
+/// [`MAX_WAIT`] for a turn, and no more than `4 × limit` wait at all; the rest are refused at once.
 pub struct Hasher {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
+    jobs: std::sync::mpsc::Sender<Job>,
     /// A hash of a random password, verified when there is no real hash, so every login takes as long.
     dummy: String,
 }
 
-/// The longest a hash waits for its turn.
-pub const MAX_WAIT: Duration = Duration::from_secs(1);
+fn params() -> Params {
+    Params::new(MEMORY_KIB, PASSES, LANES, None).expect("valid argon2 parameters")
+}
 
-fn argon2() -> Argon2<'static> {
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(MEMORY_KIB, PASSES, LANES, None).expect("valid argon2 parameters"),
-    )
+/// Hashes a password into a PHC string with a fresh salt, in `memory`.
+fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, String> {
+    let params = params();
+    let salt = crate::random::bytes::<16>();
+    let mut output = [0u8; 32];
+    memory.resize(params.block_count(), Block::default());
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, &salt, &mut output, memory.as_mut_slice())
+        .map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: (&params).try_into().map_err(|e: argon2::password_hash::Error| e.to_string())?,
+        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(&output).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Checks a password against a PHC string (of any argon2 parameters) in `memory`.
+fn verify_with(password: &[u8], stored: &str, memory: &mut Vec<Block>) -> Verified {
+    let no = Verified { matches: false, needs_rehash: false };
+    let Ok(parsed) = PasswordHash::new(stored) else { return no };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) =
+        (Algorithm::try_from(parsed.algorithm.as_str()), Params::try_from(&parsed), parsed.salt, parsed.hash)
+    else {
+        return no;
+    };
+    let version = parsed.version.and_then(|v| Version::try_from(v).ok()).unwrap_or(Version::V0x13);
+    let mut output = vec![0u8; expected.len()];
+    memory.resize(params.block_count(), Block::default());
+    let computed = Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
+        password,
+        salt.as_ref(),
+        &mut output,
+        memory.as_mut_slice(),
+    );
+    let matches = computed.is_ok() && bool::from(output.as_slice().ct_eq(expected.as_bytes()));
+    Verified { matches, needs_rehash: matches && !current_parameters(algorithm, &params) }
 }
 
 impl Hasher {
-    /// A hasher allowing `limit` hashes at once.
+    /// A hasher with `limit` threads.
     pub fn new(limit: usize) -> Self {
-        let random = crate::random::id("dummy");
-        let dummy = argon2().hash_password(random.as_bytes()).expect("argon2 hashes").to_string();
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..limit {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let job = queue.lock().map(|q| q.recv());
+                        match job {
+                            Ok(Ok(job)) => job(&mut memory),
+                            _ => return,
+                        }
+                    }
+                })
+                .expect("the OS starts a hashing thread");
+        }
+        let mut memory = Vec::new();
+        let dummy = hash_with(crate::random::id("dummy").as_bytes(), &mut memory).expect("argon2 hashes");
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             waiting: AtomicUsize::new(0),
             max_waiting: limit * 4,
+            jobs,
             dummy,
+        }
+    }
+
+    /// Waits (briefly, and only if few others wait) for the right to hash.
+    pub async fn turn(&self) -> Result<Turn, Busy> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(Turn { _permit: permit });
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Busy);
+        }
+        let permit = tokio::time::timeout(MAX_WAIT, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match permit {
+            Ok(Ok(permit)) => Ok(Turn { _permit: permit }),
+            _ => Err(Busy),
         }
     }
 
     /// Hashes a (normalised) password into a PHC string.
     pub async fn hash(&self, password: String) -> Result<String, Busy> {
-        self.run(move || {
-            argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
-        })
-        .await?
-        .map_err(|e| {
+        let turn = self.turn().await?;
+        self.hash_in(turn, password).await
+    }
+
+    /// Hashes a (normalised) password, on a turn already taken.
+    pub async fn hash_in(&self, turn: Turn, password: String) -> Result<String, Busy> {
+        self.run(turn, move |memory| hash_with(password.as_bytes(), memory)).await?.map_err(|e| {
             tracing::error!(error = %e, "argon2 failed to hash");
             Busy
         })
@@ -173,36 +258,39 @@ impl Hasher {
     /// Checks a password against a stored hash, or against the dummy when there is none, so the
     /// time taken does not tell whether the account exists or has a password.
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verified, Busy> {
+        let turn = self.turn().await?;
+        self.verify_in(turn, password, stored).await
+    }
+
+    /// Like [`Hasher::verify`], on a turn already taken.
+    pub async fn verify_in(
+        &self,
+        turn: Turn,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<Verified, Busy> {
         let has_real_hash = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy.clone());
         let password = normalise(&password);
-        self.run(move || {
-            let Ok(parsed) = PasswordHash::new(&hash) else {
-                return Verified { matches: false, needs_rehash: false };
-            };
-            let matches = argon2().verify_password(password.as_bytes(), &parsed).is_ok() && has_real_hash;
-            Verified { matches, needs_rehash: matches && !current_parameters(&parsed) }
+        let verified = self.run(turn, move |memory| verify_with(password.as_bytes(), &hash, memory)).await?;
+        Ok(Verified {
+            matches: verified.matches && has_real_hash,
+            needs_rehash: verified.needs_rehash && has_real_hash,
         })
-        .await
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(Busy);
-        }
-        let permit = tokio::time::timeout(MAX_WAIT, self.permits.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let permit = match permit {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(Busy),
-        };
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|_| Busy)
+    async fn run<T: Send + 'static>(
+        &self,
+        turn: Turn,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _turn = turn;
+            let _ = reply.send(work(memory));
+        });
+        self.jobs.send(job).map_err(|_| Busy)?;
+        result.await.map_err(|_| Busy)
     }
 }
 
@@ -212,11 +300,12 @@ impl std::fmt::Debug for Hasher {
     }
 }
 
-/// Whether a stored hash used today's algorithm and parameters.
-fn current_parameters(hash: &PasswordHash) -> bool {
-    hash.algorithm.as_str() == "argon2id"
-        && Params::try_from(hash)
-            .is_ok_and(|p| p.m_cost() == MEMORY_KIB && p.t_cost() == PASSES && p.p_cost() == LANES)
+/// Whether a hash used today's algorithm and parameters.
+fn current_parameters(algorithm: Algorithm, params: &Params) -> bool {
+    algorithm == Algorithm::Argon2id
+        && params.m_cost() == MEMORY_KIB
+        && params.t_cost() == PASSES
+        && params.p_cost() == LANES
 }
 
 #[cfg(test)]
@@ -266,6 +355,13 @@ mod tests {
         let hasher = Hasher::new(2);
         let hash = hasher.hash("correct horse battery staple".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        // The standard verifier agrees with ours: the PHC string is well-formed.
+        use argon2::password_hash::PasswordVerifier;
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(b"correct horse battery staple", &PasswordHash::new(&hash).unwrap())
+                .is_ok()
+        );
         let ok = hasher.verify("correct horse battery staple".into(), Some(hash.clone())).await.unwrap();
         assert_eq!(ok, Verified { matches: true, needs_rehash: false });
         let wrong = hasher.verify("wrong horse battery staple".into(), Some(hash)).await.unwrap();
@@ -276,6 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn older_parameters_ask_for_a_rehash() {
+        use argon2::password_hash::PasswordHasher;
         let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8192, 1, 1, None).unwrap())
             .hash_password(b"correct horse battery staple")
             .unwrap()

@@ -1,6 +1,7 @@
 //! The shop's world as the host describes it: shops, their customers, and what the lifecycle and data
 //! events do to them (contract §5).
 
+pub mod cache;
 pub mod records;
 pub mod snapshot;
 
@@ -74,8 +75,11 @@ pub async fn update_customer<C: ConnectionTrait>(
     let before =
         customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
     let applied = records::store_customer(conn, shop, snapshot, now).await?;
-    if applied == Applied::Stored {
-        let old = before.and_then(|c| c.email);
+    // A customer seen for the first time has no portal account yet: nothing can follow.
+    if applied == Applied::Stored
+        && let Some(before) = before
+    {
+        let old = before.email;
         let new = snapshot.email.as_ref().map(|e| e.as_str());
         if old.as_deref() != new {
             invitations::follow_email_change(

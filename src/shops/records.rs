@@ -144,8 +144,27 @@ pub async fn store_customer<C: ConnectionTrait>(
     if !shop.installed {
         return Ok(Applied::ShopUninstalled);
     }
-    let row = customer::ActiveModel {
-        shop_id: Set(shop.id.clone()),
+    if upsert_customers(conn, &shop.id, std::slice::from_ref(snapshot), now).await? == 1 {
+        return Ok(Applied::Stored);
+    }
+    let stored =
+        customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
+    Ok(match stored {
+        Some(row) if row.deleted_at.is_some() => Applied::Deleted,
+        _ => Applied::Stale,
+    })
+}
+
+/// Stores customer snapshots of one shop in one statement, each unless a newer version is stored or
+/// the customer was deleted. Returns how many rows changed.
+pub async fn upsert_customers<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    snapshots: &[CustomerSnapshot],
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let rows = snapshots.iter().map(|snapshot| customer::ActiveModel {
+        shop_id: Set(shop_id.to_owned()),
         id: Set(snapshot.id.as_str().to_owned()),
         first_name: Set(snapshot.first_name.as_ref().map(|t| t.as_str().to_owned())),
         last_name: Set(snapshot.last_name.as_ref().map(|t| t.as_str().to_owned())),
@@ -154,9 +173,9 @@ pub async fn store_customer<C: ConnectionTrait>(
         version: Set(snapshot.version),
         deleted_at: Set(None),
         updated_at: Set(to_millis(now)),
-    };
+    });
     use customer::Column as C;
-    let rows = customer::Entity::insert(row)
+    customer::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::columns([C::ShopId, C::Id])
                 .update_columns([C::FirstName, C::LastName, C::Email, C::Mobile, C::Version, C::UpdatedAt])
@@ -168,16 +187,7 @@ pub async fn store_customer<C: ConnectionTrait>(
                 .to_owned(),
         )
         .exec_without_returning(conn)
-        .await?;
-    if rows == 1 {
-        return Ok(Applied::Stored);
-    }
-    let stored =
-        customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
-    Ok(match stored {
-        Some(row) if row.deleted_at.is_some() => Applied::Deleted,
-        _ => Applied::Stale,
-    })
+        .await
 }
 
 /// `customer.deleted`: erases the customer's personal data and leaves a tombstone, so no update,

@@ -1,4 +1,4 @@
-//! A real SMTP server for the tests, on TCP: the `mailin` SMTP library does the protocol, this file
+//! A real SMTP server for the tests (and the benchmark), on TCP: the `mailin` SMTP library does the protocol, this file
 //! only moves bytes and keeps what arrived. Tests can make it refuse recipients (5xx or 4xx), answer
 //! slowly, or stop listening altogether and come back on the same port.
 
@@ -23,6 +23,9 @@ pub struct Received {
     pub to: Vec<String>,
     /// The message as sent (headers and body).
     pub data: Vec<u8>,
+    /// When the server accepted it (the end of DATA); the benchmark times invitations with it.
+    #[allow(dead_code)]
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -151,9 +154,11 @@ impl Handler for Collector {
 
     fn data_end(&mut self) -> Response {
         let mut shared = self.shared.lock().unwrap();
-        shared
-            .received
-            .push(Received { to: std::mem::take(&mut self.to), data: std::mem::take(&mut self.data) });
+        shared.received.push(Received {
+            to: std::mem::take(&mut self.to),
+            data: std::mem::take(&mut self.data),
+            at: std::time::Instant::now(),
+        });
         mailin::response::OK
     }
 }

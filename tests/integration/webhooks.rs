@@ -16,6 +16,7 @@ crate::on_both_databases!(
     fifty_concurrent_copies_of_one_message_have_exactly_one_effect,
     a_database_fault_is_a_500_problem_and_stores_nothing,
     a_message_still_being_processed_elsewhere_gets_503_with_retry_after,
+    a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it,
 );
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
@@ -285,4 +286,43 @@ async fn a_message_still_being_processed_elsewhere_gets_503_with_retry_after(app
     assert_eq!((status, body["code"].as_str()), (503, Some("busy")));
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() > 0));
     assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 0, "nothing applied");
+}
+
+async fn a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    // Versions arrive out of order, all at once (on SQLite they share a transaction), mixed with
+    // events for a shop that never installed, and one message sent twice.
+    let mut versions: Vec<u64> = (1..=40).collect();
+    versions.reverse();
+    versions.swap(3, 30);
+    let updates = versions.iter().map(|v| {
+        let message = customer_updated("shop_a", "cus_1", *v, &format!("v{v}@example.com"));
+        let app = &app;
+        async move { (app.send(&format!("msg_v{v}"), &message).await, 204) }
+    });
+    let strangers = (0..5).map(|i| {
+        let message = customer_updated("shop_stranger", "cus_1", 1, "x@example.com");
+        let app = &app;
+        async move { (app.send(&format!("msg_stranger_{i}"), &message).await, 404) }
+    });
+    let twice = customer_updated("shop_a", "cus_2", 1, "two@example.com");
+    let repeats = (0..2).map(|_| {
+        let app = &app;
+        let message = twice.clone();
+        async move { (app.send("msg_twice", &message).await, 204) }
+    });
+    let (a, b, c) = tokio::join!(
+        futures_util::future::join_all(updates),
+        futures_util::future::join_all(strangers),
+        futures_util::future::join_all(repeats)
+    );
+    for (status, expected) in a.into_iter().chain(b).chain(c) {
+        assert_eq!(status, expected);
+    }
+    let rows = app.rows("SELECT email, version FROM customers WHERE id = 'cus_1'").await;
+    assert_eq!(rows[0].try_get::<String>("", "email").unwrap(), "v40@example.com");
+    assert_eq!(rows[0].try_get::<i64>("", "version").unwrap(), 40);
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers WHERE shop_id = 'shop_stranger'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE id LIKE 'msg_stranger_%'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE id = 'msg_twice'").await, 1);
 }

@@ -1,0 +1,376 @@
+//! `cargo bench --bench service [-- --database postgres://…]`: measures the service against the ceiling
+//! of the same machine in the same run, and writes `BENCHMARKS.md`.
+//!
+//! It starts everything it needs on 127.0.0.1 (the release `portal-invites serve`, a bare poem server
+//! for the ceiling, an SMTP server), runs each scenario for a fixed time at a fixed concurrency after
+//! a warm-up, stops by itself, and sends traffic nowhere else.
+
+mod load;
+mod process;
+mod report;
+mod scenarios;
+#[path = "../../tests/integration/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use argon2::{Algorithm, Argon2, Params, Version, password_hash::PasswordHasher};
+use hdrhistogram::Histogram;
+use portal_invites::{host::signature::WebhookSecret, portal::passwords};
+use process::{RssPeak, Server, free_addr};
+use report::{Report, Row};
+use scenarios::Target;
+
+struct Options {
+    database: Option<String>,
+    warmup: Duration,
+    duration: Duration,
+    concurrency: usize,
+    output: PathBuf,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        database: None,
+        warmup: Duration::from_secs(2),
+        duration: Duration::from_secs(8),
+        concurrency: 64,
+        output: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--database" => options.database = Some(value()),
+            "--warmup" => options.warmup = Duration::from_secs(value().parse().expect("seconds")),
+            "--duration" => options.duration = Duration::from_secs(value().parse().expect("seconds")),
+            "--concurrency" => options.concurrency = value().parse().expect("a number"),
+            "--output" => options.output = PathBuf::from(value()),
+            // Cargo passes --bench to harness-less benchmarks.
+            "--bench" => {}
+            other => panic!(
+                "unknown option {other}; use --database postgres://…, --warmup S, --duration S, --concurrency N, --output FILE"
+            ),
+        }
+    }
+    options
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("ceiling-server") {
+        process::serve_ceiling(&args[2]);
+    }
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(run(options));
+}
+
+fn say(text: &str) {
+    eprintln!("[bench] {text}");
+}
+
+async fn measure(
+    name: &str,
+    server_pid: u32,
+    concurrency: usize,
+    options: &Options,
+    setup: Option<load::Setup>,
+    operation: load::Operation,
+    addr: std::net::SocketAddr,
+) -> (load::Stats, u64) {
+    say(&format!(
+        "{name}: {concurrency} workers, {} s warm-up, {} s measured",
+        options.warmup.as_secs(),
+        options.duration.as_secs()
+    ));
+    let peak = RssPeak::start(server_pid);
+    let stats = load::run(addr, concurrency, options.warmup, options.duration, setup, operation).await;
+    let rss = peak.stop();
+    say(&format!(
+        "{name}: {:.0}/s, p99 {:.2} ms, {} errors, {} shed, peak RSS {:.0} MiB",
+        stats.throughput(),
+        stats.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        stats.failed,
+        stats.shed,
+        rss as f64 / 1024.0
+    ));
+    (stats, rss)
+}
+
+/// Seconds one argon2id hash takes on one core here (median of five).
+fn one_hash() -> f64 {
+    let argon2 = Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(passwords::MEMORY_KIB, passwords::PASSES, passwords::LANES, None).unwrap(),
+    );
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let began = Instant::now();
+            argon2.hash_password(b"correct horse battery staple").unwrap();
+            began.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[2]
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+async fn run(options: Options) {
+    let began = Instant::now();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let concurrency = options.concurrency;
+
+    // The ceiling: the same load generator against a bare route.
+    let addr = free_addr();
+    let me = std::env::current_exe().unwrap();
+    let ceiling =
+        Server::start(me.to_str().unwrap(), &["ceiling-server", &addr.to_string()], &[], addr, "/").await;
+    let (ceiling_stats, ceiling_rss) =
+        measure("ceiling", ceiling.pid(), concurrency, &options, None, scenarios::bare(), addr).await;
+    ceiling.stop().await;
+    let ceiling_rate = ceiling_stats.throughput();
+
+    // The service, with its own database and a real SMTP server.
+    let smtp = smtp::SmtpSink::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let (database_url, database_label, postgres) = match &options.database {
+        None => (format!("sqlite://{}/bench.db?mode=rwc", work.path().display()), "SQLite".to_owned(), None),
+        Some(admin) => {
+            let name = format!("portal_bench_{}", std::process::id());
+            let conn = sea_orm::Database::connect(admin).await.expect("the PostgreSQL server answers");
+            sea_orm::ConnectionTrait::execute_unprepared(&conn, &format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(admin).unwrap();
+            url.set_path(&format!("/{name}"));
+            (url.to_string(), "PostgreSQL".to_owned(), Some((conn, name)))
+        }
+    };
+    let secret = WebhookSecret::generate();
+    let addr = free_addr();
+    let env = vec![
+        ("PORTAL_LISTEN".to_owned(), addr.to_string()),
+        ("PORTAL_PUBLIC_URL".to_owned(), format!("http://{addr}")),
+        ("PORTAL_DATABASE_URL".to_owned(), database_url),
+        ("PORTAL_WEBHOOK_SECRETS".to_owned(), secret.clone()),
+        ("PORTAL_SMTP_URL".to_owned(), smtp.url()),
+        ("PORTAL_OUTBOX_DIR".to_owned(), work.path().join("outbox").display().to_string()),
+    ];
+    let service =
+        Server::start(env!("CARGO_BIN_EXE_portal-invites"), &["serve"], &env, addr, "/healthz").await;
+    let target = Target {
+        addr,
+        secret: Arc::new(WebhookSecret::parse(&secret).unwrap()),
+        run: format!("r{}", std::process::id()),
+    };
+    scenarios::install(&target).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = service.rss_kib();
+    say(&format!("service idle: {:.0} MiB", idle_rss as f64 / 1024.0));
+    let pid = service.pid();
+
+    let mut rows =
+        vec![Row::new("ceiling (bare poem route)", concurrency, "req/s", &ceiling_stats, ceiling_rss)];
+    let mut notes = Vec::new();
+    let pct = |rate: f64| rate / ceiling_rate * 100.0;
+
+    let sent: scenarios::Sent = Arc::default();
+    let (stats, rss) = measure(
+        "webhook-intake",
+        pid,
+        concurrency,
+        &options,
+        None,
+        scenarios::webhook_intake(&target, sent.clone()),
+        addr,
+    )
+    .await;
+    let p99 = stats.latency.value_at_quantile(0.99) as f64 / 1000.0;
+    let met = pct(stats.throughput()) >= 25.0 && p99 < 20.0 && stats.failed == 0;
+    rows.push(
+        Row::new("webhook-intake", concurrency, "req/s", &stats, rss)
+            .target("≥ 25 % of ceiling, p99 < 20 ms", met),
+    );
+
+    let (stats, rss) = measure(
+        "webhook-replay",
+        pid,
+        concurrency,
+        &options,
+        None,
+        scenarios::webhook_replay(&target, sent),
+        addr,
+    )
+    .await;
+    let met = pct(stats.throughput()) >= 50.0 && stats.failed == 0;
+    rows.push(Row::new("webhook-replay", concurrency, "req/s", &stats, rss).target("≥ 50 % of ceiling", met));
+
+    let submitted: scenarios::Submitted = Arc::new(Mutex::new(HashMap::new()));
+    let before = smtp.received().len();
+    let invite_workers = concurrency.min(32);
+    let (stats, rss) = measure(
+        "invite-e2e",
+        pid,
+        invite_workers,
+        &options,
+        None,
+        scenarios::invite(&target, submitted.clone()),
+        addr,
+    )
+    .await;
+    rows.push(
+        Row::new("invite-e2e (click + submit)", invite_workers, "inv/s", &stats, rss)
+            .target("≥ 300 inv/s", stats.throughput() >= 300.0),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let starts = submitted.lock().unwrap().clone();
+    let mut acceptance = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+    for message in smtp.received().iter().skip(before) {
+        if let Some(start) = message.to.first().and_then(|to| starts.get(to)) {
+            let _ = acceptance.record(message.at.saturating_duration_since(*start).as_micros().max(1) as u64);
+        }
+    }
+    notes.push(format!(
+        "invite-e2e: {} invitations accepted by the SMTP server; submission → acceptance p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms.",
+        acceptance.len(),
+        acceptance.value_at_quantile(0.5) as f64 / 1000.0,
+        acceptance.value_at_quantile(0.99) as f64 / 1000.0,
+        acceptance.max() as f64 / 1000.0
+    ));
+
+    // Logins need an account with a password: invite one customer and set it up from the email.
+    let login_email = "login@bench.example";
+    let password = "blue tractor seven";
+    scenarios::invite_one(&target, login_email).await;
+    let setup_path = setup_link(&smtp, login_email).await;
+    scenarios::set_password(addr, &setup_path, password).await;
+    let hash_seconds = one_hash();
+    let hashing_limit = cores;
+    let argon2_ceiling = cores as f64 / hash_seconds;
+    let at_bound = hashing_limit * 2;
+    let (stats, rss) = measure(
+        "login",
+        pid,
+        at_bound,
+        &options,
+        Some(scenarios::login_setup()),
+        scenarios::login(login_email, password),
+        addr,
+    )
+    .await;
+    let ratio = stats.throughput() / argon2_ceiling * 100.0;
+    let p99 = stats.latency.value_at_quantile(0.99) as f64 / 1000.0;
+    rows.push(Row::new("login (at the hashing bound)", at_bound, "logins/s", &stats, rss).target(
+        format!("≥ 85 % of argon2 ceiling ({argon2_ceiling:.0}/s), p99 < 1 s"),
+        ratio >= 85.0 && p99 < 1000.0 && stats.failed == 0,
+    ));
+    notes.push(format!(
+        "login: one argon2id hash (m=19456 KiB, t=2, p=1) takes {:.1} ms on one core here, so the ceiling is {cores} cores ÷ {:.1} ms = {argon2_ceiling:.0} logins/s; \
+         at the bound the service reached {:.0}/s = {ratio:.0} % of it.",
+        hash_seconds * 1000.0,
+        hash_seconds * 1000.0,
+        stats.throughput()
+    ));
+    let rss_before_flood = service.rss_kib();
+    let flood = hashing_limit * 10;
+    let (stats, rss) = measure(
+        "login-overload",
+        pid,
+        flood,
+        &options,
+        Some(scenarios::login_setup()),
+        scenarios::login(login_email, password),
+        addr,
+    )
+    .await;
+    let max_ms = stats.latency.max() as f64 / 1000.0;
+    rows.push(
+        Row::new("login (10× the bound: overload)", flood, "logins/s", &stats, rss)
+            .target("no wait > 2 s, fast 503s, flat memory", max_ms <= 2000.0 && stats.failed == 0),
+    );
+    notes.push(format!(
+        "login overload: {flood} concurrent logins against a bound of {hashing_limit}: {:.0} succeeded per second ({:.0} % of the argon2 ceiling), \
+         {} were turned away with 503 + Retry-After, the longest request took {max_ms:.0} ms; RSS {:.0} MiB before, peak {:.0} MiB during.",
+        stats.throughput(),
+        stats.throughput() / argon2_ceiling * 100.0,
+        stats.shed,
+        rss_before_flood as f64 / 1024.0,
+        rss as f64 / 1024.0
+    ));
+
+    let (stats, rss) = measure("pages", pid, concurrency, &options, None, scenarios::page(), addr).await;
+    rows.push(
+        Row::new("pages (GET login page)", concurrency, "req/s", &stats, rss)
+            .target("≥ 50 % of ceiling", pct(stats.throughput()) >= 50.0 && stats.failed == 0),
+    );
+
+    let worst = rows.iter().skip(1).map(|r| r.rss_mib).fold(0.0, f64::max);
+    notes.insert(
+        0,
+        format!(
+            "Service RSS: {:.0} MiB idle (target < 60 MiB: {}), at most {worst:.0} MiB in any scenario (target < 250 MiB: {}).",
+            idle_rss as f64 / 1024.0,
+            if (idle_rss as f64) / 1024.0 < 60.0 { "met" } else { "**not met**" },
+            if worst < 250.0 { "met" } else { "**not met**" }
+        ),
+    );
+    notes.push(format!("The whole run took {:.0} s.", began.elapsed().as_secs_f64()));
+
+    service.stop().await;
+    if let Some((conn, name)) = postgres {
+        let _ = sea_orm::ConnectionTrait::execute_unprepared(
+            &conn,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+    }
+    let report = Report {
+        database: database_label,
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        cores,
+        cpu: cpu_model(),
+        warmup: options.warmup.as_secs(),
+        duration: options.duration.as_secs(),
+        ceiling: ceiling_rate,
+        rows,
+        notes,
+    };
+    report.write(&options.output).expect("BENCHMARKS.md is writable");
+    println!("{}", report.section());
+    say(&format!("written to {}", options.output.display()));
+}
+
+/// The set-up link in the invitation email to `email`.
+async fn setup_link(smtp: &smtp::SmtpSink, email: &str) -> String {
+    for _ in 0..100 {
+        for message in smtp.received().iter().rev() {
+            if message.to.iter().any(|t| t == email) {
+                let parsed = mail_parser::MessageParser::default().parse(&message.data).unwrap();
+                let text = parsed.body_text(0).unwrap().into_owned();
+                let marker = format!("/p/{}/setup/", scenarios::SHOP);
+                let start = text.find(&marker).expect("a set-up link");
+                return text[start..].split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the login customer's invitation never arrived");
+}

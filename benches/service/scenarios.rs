@@ -1,0 +1,288 @@
+//! The scenarios: what a burst from the host or a rush of customers looks like, as operations for the
+//! load generator.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body_util::Full;
+use hyper::Request;
+use portal_invites::host::signature::WebhookSecret;
+
+use super::load::{self, Operation, Outcome, Reply, Setup, Worker};
+
+/// The shop every scenario works in.
+pub const SHOP: &str = "shop_bench";
+/// Distinct customers the webhook scenario cycles through (new ones first, then updates).
+const CUSTOMERS: u64 = 10_000;
+
+/// What every scenario needs to talk to the service.
+#[derive(Clone)]
+pub struct Target {
+    /// The service.
+    pub addr: SocketAddr,
+    /// Its signing secret.
+    pub secret: Arc<WebhookSecret>,
+    /// A label unique to this run (for message ids).
+    pub run: String,
+}
+
+fn signed(target: &Target, path: &str, id: &str, body: String) -> Request<Full<Bytes>> {
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = target.secret.sign(id, timestamp, body.as_bytes());
+    Request::post(path)
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+fn outcome(reply: Result<Reply, String>, expected: u16, must_contain: Option<&str>) -> Outcome {
+    match reply {
+        Err(_) => Outcome::Broken,
+        Ok(reply) if reply.status == expected => {
+            let body_ok = must_contain
+                .is_none_or(|needle| reply.body.windows(needle.len()).any(|w| w == needle.as_bytes()));
+            if body_ok { Outcome::Ok } else { Outcome::Failed }
+        }
+        Ok(reply) if reply.status == 503 => Outcome::Shed,
+        Ok(_) => Outcome::Failed,
+    }
+}
+
+fn shop_json(version: u64) -> String {
+    format!(
+        r#"{{"id":"{SHOP}","name":"Southside Auto Care","subscription_tier":"gold","customer_portal_active":true,"timezone":"Australia/Brisbane","locale":"en-AU","email":"service@southside.example","phone":"+61 7 3000 0000","version":{version}}}"#
+    )
+}
+
+fn envelope(kind: &str, data: &str) -> String {
+    format!(
+        r#"{{"type":"{kind}","timestamp":"{}","shop_id":"{SHOP}","data":{data}}}"#,
+        chrono::Utc::now().to_rfc3339()
+    )
+}
+
+/// Installs the benchmark's shop.
+pub async fn install(target: &Target) {
+    let mut conn = load::connect(target.addr).await.unwrap();
+    let body = envelope(
+        "plugin.installed",
+        &format!(r#"{{"shop":{},"installed_by":{{"id":"u","name":"Bench"}}}}"#, shop_json(1)),
+    );
+    let reply = load::send(&mut conn, signed(target, "/webhooks", &format!("{}_install", target.run), body))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "installing the shop");
+}
+
+/// Every message `webhook-intake` sent, for `webhook-replay` to send again.
+pub type Sent = Arc<Mutex<Vec<(String, String)>>>;
+
+/// `customer.updated`, each with a new `webhook-id` and a newer customer version.
+pub fn webhook_intake(target: &Target, sent: Sent) -> Operation {
+    let target = target.clone();
+    Arc::new(move |mut worker: Worker, n: u64| {
+        let target = target.clone();
+        let sent = sent.clone();
+        async move {
+            let id = format!("{}_{n}", target.run);
+            let customer = n % CUSTOMERS;
+            let body = envelope(
+                "customer.updated",
+                &format!(
+                    r#"{{"customer":{{"id":"cus_{customer}","first_name":"Jana","last_name":"Kowalski","email":"c{customer}@bench.example","mobile":"+61412345678","version":{}}}}}"#,
+                    n + 1
+                ),
+            );
+            let reply = load::send(&mut worker.conn, signed(&target, "/webhooks", &id, body.clone())).await;
+            let result = outcome(reply, 204, None);
+            if result == Outcome::Ok {
+                sent.lock().unwrap().push((id, body));
+            }
+            (worker, result)
+        }
+        .boxed()
+    })
+}
+
+/// The same messages again, re-signed (a retry carries a fresh timestamp): the de-duplication path.
+pub fn webhook_replay(target: &Target, sent: Sent) -> Operation {
+    let target = target.clone();
+    let messages: Arc<Vec<(String, String)>> = Arc::new(sent.lock().unwrap().clone());
+    Arc::new(move |mut worker: Worker, n: u64| {
+        let target = target.clone();
+        let messages = messages.clone();
+        async move {
+            let (id, body) = &messages[(n as usize) % messages.len()];
+            let reply = load::send(&mut worker.conn, signed(&target, "/webhooks", id, body.clone())).await;
+            (worker, outcome(reply, 204, None))
+        }
+        .boxed()
+    })
+}
+
+fn action(kind: &str, customer: &str, email: &str, interaction: &str, channel: Option<&str>) -> String {
+    let values = channel.map(|c| format!(r#","values":{{"channel":"{c}"}}"#)).unwrap_or_default();
+    envelope(
+        kind,
+        &format!(
+            r#"{{"action_key":"send-portal-invitation","interaction_id":"{interaction}","user":{{"id":"usr_1","name":"Bench"}},"shop":{},"customer":{{"id":"{customer}","first_name":"Jana","last_name":"Kowalski","email":"{email}","mobile":null,"version":1}}{values}}}"#,
+            shop_json(1)
+        ),
+    )
+}
+
+/// When each invitation's submission started, by recipient.
+pub type Submitted = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// The star-menu click and the dialog's submission for a new customer: one invitation per operation,
+/// successful when the answer is `invitation_sent` (the SMTP server accepted it).
+pub fn invite(target: &Target, submitted: Submitted) -> Operation {
+    let target = target.clone();
+    Arc::new(move |mut worker: Worker, n: u64| {
+        let target = target.clone();
+        let submitted = submitted.clone();
+        async move {
+            let (customer, email, interaction) =
+                (format!("inv_{n}"), format!("c{n}@invite.example"), format!("int_{n}"));
+            let click = action("action.invoked", &customer, &email, &interaction, None);
+            let reply = load::send(
+                &mut worker.conn,
+                signed(&target, "/actions/send-portal-invitation", &format!("{}_c{n}", target.run), click),
+            )
+            .await;
+            let result = outcome(reply, 200, Some("open_dialog"));
+            if result != Outcome::Ok {
+                return (worker, result);
+            }
+            let submit = action("dialog.submitted", &customer, &email, &interaction, Some("email"));
+            submitted.lock().unwrap().insert(email.clone(), Instant::now());
+            let reply = load::send(
+                &mut worker.conn,
+                signed(&target, "/actions/send-portal-invitation", &format!("{}_s{n}", target.run), submit),
+            )
+            .await;
+            (worker, outcome(reply, 200, Some("invitation_sent")))
+        }
+        .boxed()
+    })
+}
+
+fn form_request(path: &str, cookie: &str, body: String) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).header("host", "127.0.0.1").body(Full::default()).unwrap()
+}
+
+/// The form cookie and CSRF token of a form page.
+pub async fn open_form(conn: &mut load::Conn, path: &str) -> (String, String) {
+    let reply = load::send(conn, get(path)).await.unwrap();
+    assert_eq!(reply.status, 200, "{path}");
+    let cookie = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.split(';').next().filter(|pair| pair.starts_with("portal_form=")).map(str::to_owned))
+        .expect("a form cookie");
+    let body = String::from_utf8_lossy(&reply.body);
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).expect("a CSRF token") + marker.len();
+    let token = body[start..].split('"').next().unwrap().to_owned();
+    (cookie, token)
+}
+
+/// Sets the password of the customer invited at `setup_path`.
+pub async fn set_password(addr: SocketAddr, setup_path: &str, password: &str) {
+    let mut conn = load::connect(addr).await.unwrap();
+    let (cookie, token) = open_form(&mut conn, setup_path).await;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("csrf", token.as_str()), ("password", password), ("confirmation", password)])
+        .finish();
+    let reply = load::send(&mut conn, form_request(setup_path, &cookie, body)).await.unwrap();
+    assert_eq!(reply.status, 303, "setting the password");
+}
+
+/// Sends one invitation for the login scenario's customer.
+pub async fn invite_one(target: &Target, email: &str) {
+    let mut conn = load::connect(target.addr).await.unwrap();
+    let submit = action("dialog.submitted", "cus_login", email, "int_login", Some("email"));
+    let reply = load::send(
+        &mut conn,
+        signed(target, "/actions/send-portal-invitation", &format!("{}_login", target.run), submit),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+/// Each worker opens the login page once for its form cookie and token.
+pub fn login_setup() -> Setup {
+    Arc::new(|mut worker: Worker| {
+        async move {
+            let (cookie, token) = open_form(&mut worker.conn, &format!("/p/{SHOP}/login")).await;
+            worker.cookie = cookie;
+            worker.token = token;
+            worker
+        }
+        .boxed()
+    })
+}
+
+/// A valid login: email and password, answered with a redirect home.
+pub fn login(email: &str, password: &str) -> Operation {
+    let (email, password) = (email.to_owned(), password.to_owned());
+    Arc::new(move |mut worker: Worker, _| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("csrf", worker.token.as_str()),
+                ("email", email.as_str()),
+                ("password", password.as_str()),
+            ])
+            .finish();
+        async move {
+            let request = form_request(&format!("/p/{SHOP}/login"), &worker.cookie, body);
+            let reply = load::send(&mut worker.conn, request).await;
+            (worker, outcome(reply, 303, None))
+        }
+        .boxed()
+    })
+}
+
+/// The login page.
+pub fn page() -> Operation {
+    Arc::new(|mut worker: Worker, _| {
+        async move {
+            let reply = load::send(&mut worker.conn, get(&format!("/p/{SHOP}/login"))).await;
+            (worker, outcome(reply, 200, Some("Log in")))
+        }
+        .boxed()
+    })
+}
+
+/// The ceiling's bare route.
+pub fn bare() -> Operation {
+    Arc::new(|mut worker: Worker, _| {
+        async move {
+            let reply = load::send(&mut worker.conn, get("/")).await;
+            (worker, outcome(reply, 204, None))
+        }
+        .boxed()
+    })
+}

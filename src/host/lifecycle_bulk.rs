@@ -1,0 +1,188 @@
+//! The fast path for a SQLite batch made only of `customer.updated` (a bulk import): a handful of
+//! statements for the whole batch instead of several per event. It reads which messages were already
+//! answered, the shops and the stored customers in one query each, applies the version rule in memory
+//! in arrival order, then writes every claim and every customer in one statement each.
+//!
+//! Reading first and writing after is safe only because the batch holds SQLite's single write lock:
+//! nobody else can write in between. Anything unusual (another event type, an unknown shop, a message
+//! still in progress elsewhere) hands the batch back to the event-by-event path.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
+
+use super::{
+    dedupe::StoredAnswer,
+    events::LifecycleEvent,
+    lifecycle_writer::{Outcome, PendingEvent},
+    problem::HostError,
+    webhooks::ENDPOINT,
+};
+use crate::{
+    clock::to_millis,
+    entities::{customer, shop, webhook_message},
+    invitations,
+    shops::{Applied, records, snapshot::CustomerSnapshot},
+};
+
+/// SQLite allows 32 766 bound values in one statement; stay well below with every multi-row write.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Applies a batch of `customer.updated` events; `Ok(None)` when the batch is not one (the caller then
+/// applies its events one by one).
+pub async fn apply_customer_updates<C: ConnectionTrait>(
+    txn: &C,
+    events: &[PendingEvent],
+) -> Result<Option<Vec<Outcome>>, HostError> {
+    let updates: Vec<(&PendingEvent, &CustomerSnapshot)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            LifecycleEvent::CustomerUpdated(snapshot) => Some((e, snapshot)),
+            _ => None,
+        })
+        .collect();
+    if updates.len() != events.len() || events.is_empty() {
+        return Ok(None);
+    }
+
+    // Messages answered before.
+    let ids: Vec<String> = events.iter().map(|e| e.id.as_str().to_owned()).collect();
+    let mut answered: HashMap<String, StoredAnswer> = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for row in webhook_message::Entity::find()
+            .filter(webhook_message::Column::Id.is_in(chunk.to_vec()))
+            .all(txn)
+            .await?
+        {
+            let Some(status) = row.status else { return Ok(None) };
+            answered.insert(
+                row.id,
+                StoredAnswer {
+                    status: u16::try_from(status).unwrap_or(500),
+                    body: row.response_body.unwrap_or_default(),
+                },
+            );
+        }
+    }
+
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+    let mut fresh: Vec<usize> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (i, (pending, _)) in updates.iter().enumerate() {
+        if let Some(stored) = answered.get(pending.id.as_str()) {
+            outcomes[i] = Some((stored.clone(), None));
+        } else if !seen.insert(pending.id.as_str()) {
+            // The same message twice in one batch: the second is a repeat.
+            outcomes[i] = Some((StoredAnswer::no_content(), None));
+        } else {
+            fresh.push(i);
+        }
+    }
+
+    // Their shops, which must all be known.
+    let shop_ids: Vec<String> = fresh
+        .iter()
+        .map(|&i| updates[i].0.shop_id.as_str().to_owned())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let shops: HashMap<String, shop::Model> = shop::Entity::find()
+        .filter(shop::Column::Id.is_in(shop_ids.clone()))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    if shops.len() != shop_ids.len() {
+        return Ok(None);
+    }
+
+    // One claim per fresh message, answered 204: the transaction commits them all or none.
+    let claims: Vec<webhook_message::ActiveModel> = fresh
+        .iter()
+        .map(|&i| {
+            let (pending, snapshot) = updates[i];
+            webhook_message::ActiveModel {
+                id: Set(pending.id.as_str().to_owned()),
+                endpoint: Set(ENDPOINT.to_owned()),
+                event_type: Set(pending.kind.name().to_owned()),
+                shop_id: Set(Some(pending.shop_id.as_str().to_owned())),
+                customer_id: Set(Some(snapshot.id.as_str().to_owned())),
+                status: Set(Some(204)),
+                response_body: Set(Some(String::new())),
+                received_at: Set(to_millis(pending.now)),
+            }
+        })
+        .collect();
+    for chunk in claims.chunks(ROWS_PER_STATEMENT) {
+        webhook_message::Entity::insert_many(chunk.to_vec())
+            .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
+            .exec_without_returning(txn)
+            .await?;
+    }
+
+    for shop_id in shop_ids {
+        let shop = &shops[&shop_id];
+        let mine: Vec<usize> =
+            fresh.iter().copied().filter(|&i| updates[i].0.shop_id.as_str() == shop_id).collect();
+        if !shop.installed {
+            for i in mine {
+                outcomes[i] = Some((StoredAnswer::no_content(), Some(Applied::ShopUninstalled)));
+            }
+            continue;
+        }
+        let customer_ids: Vec<String> = mine
+            .iter()
+            .map(|&i| updates[i].1.id.as_str().to_owned())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut before: HashMap<String, customer::Model> = HashMap::new();
+        for chunk in customer_ids.chunks(ROWS_PER_STATEMENT) {
+            let rows = customer::Entity::find()
+                .filter(customer::Column::ShopId.eq(shop_id.as_str()))
+                .filter(customer::Column::Id.is_in(chunk.to_vec()))
+                .all(txn)
+                .await?;
+            before.extend(rows.into_iter().map(|c| (c.id.clone(), c)));
+        }
+        // The version rule, in arrival order, as the upsert's WHERE applies it.
+        let mut versions: HashMap<&str, (i64, bool)> =
+            before.iter().map(|(id, c)| (id.as_str(), (c.version, c.deleted_at.is_some()))).collect();
+        let mut latest: BTreeMap<&str, &CustomerSnapshot> = BTreeMap::new();
+        for i in mine {
+            let snapshot = updates[i].1;
+            let applied = match versions.get(snapshot.id.as_str()) {
+                Some((_, true)) => Applied::Deleted,
+                Some((version, false)) if *version >= snapshot.version => Applied::Stale,
+                _ => {
+                    versions.insert(snapshot.id.as_str(), (snapshot.version, false));
+                    latest.insert(snapshot.id.as_str(), snapshot);
+                    Applied::Stored
+                }
+            };
+            outcomes[i] = Some((StoredAnswer::no_content(), Some(applied)));
+        }
+        let rows: Vec<CustomerSnapshot> = latest.values().map(|s| (*s).clone()).collect();
+        let now = updates[0].0.now;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT / 10) {
+            records::upsert_customers(txn, &shop_id, chunk, now).await?;
+        }
+        // A changed email moves a portal username (rare in a bulk import, so one at a time).
+        for snapshot in rows.iter().filter(|s| {
+            before
+                .get(s.id.as_str())
+                .is_some_and(|b| b.email.as_deref() != s.email.as_ref().map(|e| e.as_str()))
+        }) {
+            invitations::follow_email_change(
+                txn,
+                &shop_id,
+                snapshot.id.as_str(),
+                snapshot.email.as_ref(),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(Some(outcomes.into_iter().map(|o| o.expect("every event has an outcome")).collect()))
+}
