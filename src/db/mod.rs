@@ -3,19 +3,20 @@
 //!
 //! SQLite gets WAL (readers never block the writer), `synchronous=FULL` (a commit survives a power
 //! cut, which is what our `204` promises), foreign keys, a busy timeout and a pool of several
-//! connections for reads. Writes go through [`Database::write`]: on SQLite one writer at a time in
-//! this process, each transaction opened with `BEGIN IMMEDIATE`, so a transaction that reads before
-//! it writes can never fail with `SQLITE_BUSY` half-way. PostgreSQL needs neither: its row locks and
-//! unique constraints keep several instances correct.
+//! connections for reads. Writes go through [`Database::write`]: on SQLite to a single writer task
+//! that opens each transaction with `BEGIN IMMEDIATE` (so a transaction that reads before it writes
+//! can never fail with `SQLITE_BUSY` half-way) and commits concurrent transactions together.
+//! PostgreSQL needs neither: its row locks and unique constraints keep several instances correct.
 
 pub mod keys;
+mod writer;
 
 use std::{future::Future, pin::Pin, str::FromStr, sync::Arc, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
-    SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait, sqlx,
+    SqlxSqliteConnector, Statement, TransactionTrait, sqlx,
 };
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -46,6 +47,8 @@ pub struct Database {
     conn: DatabaseConnection,
     /// One writer at a time on SQLite; `None` on PostgreSQL.
     write_gate: Option<Arc<Mutex<()>>>,
+    /// SQLite's single writer, committing concurrent transactions together; `None` on PostgreSQL.
+    writer: Option<writer::GroupWriter>,
 }
 
 impl Database {
@@ -72,10 +75,10 @@ impl Database {
                 .connect_with(options)
                 .await
                 .map_err(|e| DbErr::Custom(format!("cannot open the SQLite database: {e}")))?;
-            Ok(Self {
-                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
-                write_gate: Some(Arc::new(Mutex::new(()))),
-            })
+            let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+            let gate = Arc::new(Mutex::new(()));
+            let writer = writer::GroupWriter::start(conn.clone(), gate.clone());
+            Ok(Self { conn, write_gate: Some(gate), writer: Some(writer) })
         } else {
             let options = PgConnectOptions::from_str(url.expose())
                 .map_err(|e| DbErr::Custom(format!("PORTAL_DATABASE_URL: {e}")))?;
@@ -85,7 +88,11 @@ impl Database {
                 .connect_with(options)
                 .await
                 .map_err(|e| DbErr::Custom(format!("cannot connect to PostgreSQL: {e}")))?;
-            Ok(Self { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), write_gate: None })
+            Ok(Self {
+                conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                write_gate: None,
+                writer: None,
+            })
         }
     }
 
@@ -100,15 +107,18 @@ impl Database {
     }
 
     /// Runs `work` in one write transaction: committed if it returns `Ok`, rolled back otherwise.
-    /// Nothing is visible to anyone before the commit returns.
+    /// Nothing is visible to anyone, and this does not return, before the commit. On SQLite the work
+    /// goes to the single writer, which commits concurrent work together (see [`writer`]).
     pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
-        F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, T, E> + Send,
-        T: Send,
-        E: From<DbErr> + Send,
+        F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbErr> + Send + 'static,
     {
-        let _writer = self.lock_writer().await;
-        let txn = self.begin_write().await?;
+        if let Some(writer) = &self.writer {
+            return writer.write(work).await;
+        }
+        let txn = self.conn.begin().await?;
         match work(&txn).await {
             Ok(value) => {
                 txn.commit().await?;
@@ -127,14 +137,6 @@ impl Database {
             Some(gate) => Some(gate.lock().await),
             None => None,
         }
-    }
-
-    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        self.conn.begin_with_options(options).await
     }
 
     /// Applies pending migrations. On PostgreSQL an advisory lock makes instances that start together

@@ -36,14 +36,20 @@ pub async fn attempt(state: &AppState, message: &outbox_message::Model, token: O
             .await;
         }
     };
-    let result = match composed {
-        Composed::Email(email) => state.delivery.mailer.send(*email, &message.id).await,
-        Composed::Sms { to, body } => state.delivery.sms.send(&to, &body, &message.id).await,
-    };
+    let result = transmit(state, composed, &message.id).await;
     record(state, message, result).await
 }
 
-async fn record(state: &AppState, message: &outbox_message::Model, attempt: Attempt) -> Recorded {
+/// Hands a rendered message to the mail server or SMS gateway.
+pub async fn transmit(state: &AppState, composed: Composed, message_id: &str) -> Attempt {
+    match composed {
+        Composed::Email(email) => state.delivery.mailer.send(*email, message_id).await,
+        Composed::Sms { to, body } => state.delivery.sms.send(&to, &body, message_id).await,
+    }
+}
+
+/// Records an attempt in a transaction of its own.
+pub async fn record(state: &AppState, message: &outbox_message::Model, attempt: Attempt) -> Recorded {
     let owner = state.delivery.instance.clone();
     let now = state.clock.now();
     let row = message.clone();
@@ -52,18 +58,24 @@ async fn record(state: &AppState, message: &outbox_message::Model, attempt: Atte
         .db
         .write(move |txn| Box::pin(async move { outbox::record(txn, &row, &owner, &attempt, now).await }))
         .await;
-    match &recorded {
+    log(message, &logged, &recorded);
+    recorded.unwrap_or(Recorded::LeaseLost)
+}
+
+/// One log line for a recorded attempt.
+pub fn log(message: &outbox_message::Model, attempt: &Attempt, recorded: &Result<Recorded, DbErr>) {
+    match recorded {
         Ok(Recorded::Sent) => {
             tracing::info!(message_id = %message.id, kind = %message.kind, channel = %message.channel, "message delivered")
         }
         Ok(Recorded::Retrying(at)) => {
-            tracing::warn!(message_id = %message.id, kind = %message.kind, next_attempt_at = %at, outcome = ?logged, "delivery failed; will retry")
+            tracing::warn!(message_id = %message.id, kind = %message.kind, next_attempt_at = %at, outcome = ?attempt, "delivery failed; will retry")
         }
         Ok(Recorded::Failed(reason)) => {
             tracing::warn!(message_id = %message.id, kind = %message.kind, %reason, "delivery failed for good")
         }
         Ok(Recorded::Cancelled) => {
-            tracing::info!(message_id = %message.id, outcome = ?logged, "message cancelled")
+            tracing::info!(message_id = %message.id, outcome = ?attempt, "message cancelled")
         }
         Ok(Recorded::LeaseLost) => {
             tracing::warn!(message_id = %message.id, "lease lost to another sender; result not recorded")
@@ -72,7 +84,6 @@ async fn record(state: &AppState, message: &outbox_message::Model, attempt: Atte
             tracing::error!(message_id = %message.id, error = %e, "could not record a delivery attempt; the lease will expire and it will be retried")
         }
     }
-    recorded.unwrap_or(Recorded::LeaseLost)
 }
 
 enum Prepared {
@@ -115,18 +126,17 @@ async fn prepare(
                     .await?;
             let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
             let (raw, expires_at) = token_for_attempt(state, token_id, token).await?;
-            let context = invitation_context(state, &shop, &customer, &account, &raw, expires_at);
-            let templates = &state.delivery.templates;
-            let rendered = match channel {
-                Channel::Email => {
-                    messages::invitation_email(templates, &context, &recipient, shop.email.clone())
-                        .map(|email| Composed::Email(Box::new(email)))
-                }
-                Channel::Sms => messages::invitation_sms(templates, &context)
-                    .map(|body| Composed::Sms { to: recipient, body }),
-            };
-            rendered
-                .map_err(|e| Prepared::Stop(Attempt::Transient { reason: e.to_string(), retry_after: None }))
+            compose_invitation(
+                state,
+                &shop,
+                &customer,
+                &account.username,
+                channel,
+                &recipient,
+                &raw,
+                expires_at,
+            )
+            .map_err(|e| Prepared::Stop(Attempt::Transient { reason: e.to_string(), retry_after: None }))
         }
         Some(MessageKind::PasswordReset) => {
             let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
@@ -248,26 +258,35 @@ async fn token_for_attempt(
     Ok((raw, from_millis(row.expires_at)))
 }
 
-fn invitation_context(
+/// Renders the invitation for `recipient` with the link's token in clear.
+#[allow(clippy::too_many_arguments)]
+pub fn compose_invitation(
     state: &AppState,
     shop: &shop::Model,
     customer: &customer::Model,
-    account: &portal_account::Model,
+    username: &str,
+    channel: Channel,
+    recipient: &str,
     raw: &RawToken,
     expires_at: DateTime<Utc>,
-) -> InvitationContext {
+) -> Result<Composed, crate::templates::TemplateError> {
     let public = &state.settings.public_url;
-    let zone =
-        TimeZone::parse(&shop.timezone).unwrap_or_else(|_| TimeZone::parse("UTC").expect("UTC exists"));
-    InvitationContext {
+    let context = InvitationContext {
         lang: shop.locale.clone(),
         shop_name: shop.name.clone(),
         first_name: customer.first_name.clone(),
-        username: account.username.clone(),
+        username: username.to_owned(),
         setup_url: links::setup(public, &shop.id, raw),
         login_url: links::login(public, &shop.id),
-        expires_at: messages::shop_time(expires_at, zone),
+        expires_at: messages::shop_time(expires_at, zone(shop)),
         shop_email: shop.email.clone(),
         shop_phone: shop.phone.clone(),
+    };
+    let templates = &state.delivery.templates;
+    match channel {
+        Channel::Email => messages::invitation_email(templates, &context, recipient, shop.email.clone())
+            .map(|email| Composed::Email(Box::new(email))),
+        Channel::Sms => messages::invitation_sms(templates, &context)
+            .map(|body| Composed::Sms { to: recipient.to_owned(), body }),
     }
 }

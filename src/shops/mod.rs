@@ -52,7 +52,7 @@ pub async fn apply_event<C: ConnectionTrait>(
         }
         LifecycleEvent::CustomerUpdated(snapshot) => {
             let shop = require_shop(conn, shop_id).await?;
-            update_customer(conn, &shop, snapshot, now).await?
+            update_customer(conn, &shop, snapshot, now).await?.0
         }
         LifecycleEvent::CustomerDeleted { customer_id, version } => {
             require_shop(conn, shop_id).await?;
@@ -65,34 +65,27 @@ pub async fn apply_event<C: ConnectionTrait>(
 }
 
 /// Stores a customer snapshot (from `customer.updated` or a star-menu action) and, when it changed the
-/// email, lets the portal account follow.
+/// email, lets the portal account follow. Returns what happened and the customer's row as it now is.
 pub async fn update_customer<C: ConnectionTrait>(
     conn: &C,
     shop: &shop::Model,
     snapshot: &CustomerSnapshot,
     now: DateTime<Utc>,
-) -> Result<Applied, DbErr> {
+) -> Result<(Applied, Option<customer::Model>), DbErr> {
     let before =
         customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
-    let applied = records::store_customer(conn, shop, snapshot, now).await?;
-    // A customer seen for the first time has no portal account yet: nothing can follow.
-    if applied == Applied::Stored
-        && let Some(before) = before
-    {
-        let old = before.email;
-        let new = snapshot.email.as_ref().map(|e| e.as_str());
-        if old.as_deref() != new {
-            invitations::follow_email_change(
-                conn,
-                &shop.id,
-                snapshot.id.as_str(),
-                snapshot.email.as_ref(),
-                now,
-            )
-            .await?;
-        }
+    let applied = records::store_customer(conn, shop, before.as_ref(), snapshot, now).await?;
+    if applied != Applied::Stored {
+        return Ok((applied, before));
     }
-    Ok(applied)
+    // A customer seen for the first time has no portal account yet: nothing can follow.
+    if let Some(before) = &before
+        && before.email.as_deref() != snapshot.email.as_ref().map(|e| e.as_str())
+    {
+        invitations::follow_email_change(conn, &shop.id, snapshot.id.as_str(), snapshot.email.as_ref(), now)
+            .await?;
+    }
+    Ok((applied, Some(records::customer_row(&shop.id, snapshot, now))))
 }
 
 /// The shop's row, or [`ApplyError::UnknownShop`] when it never installed the plugin.

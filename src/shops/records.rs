@@ -134,25 +134,60 @@ async fn set_lifecycle<C: ConnectionTrait>(
 }
 
 /// `customer.updated`: stores the snapshot unless a newer one is stored, the customer was deleted, or
-/// the shop is uninstalled.
+/// the shop is uninstalled. `before` is the customer's row as just read in the same transaction; the
+/// upsert applies the version rule again itself, so a concurrent writer elsewhere cannot make an older
+/// snapshot win.
 pub async fn store_customer<C: ConnectionTrait>(
     conn: &C,
     shop: &shop::Model,
+    before: Option<&customer::Model>,
     snapshot: &CustomerSnapshot,
     now: DateTime<Utc>,
 ) -> Result<Applied, DbErr> {
     if !shop.installed {
         return Ok(Applied::ShopUninstalled);
     }
-    if upsert_customers(conn, &shop.id, std::slice::from_ref(snapshot), now).await? == 1 {
-        return Ok(Applied::Stored);
+    match before {
+        Some(row) if row.deleted_at.is_some() => return Ok(Applied::Deleted),
+        Some(row) if row.version >= snapshot.version => return Ok(Applied::Stale),
+        _ => {}
     }
-    let stored =
-        customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
-    Ok(match stored {
-        Some(row) if row.deleted_at.is_some() => Applied::Deleted,
-        _ => Applied::Stale,
+    Ok(if upsert_customers(conn, &shop.id, std::slice::from_ref(snapshot), now).await? == 1 {
+        Applied::Stored
+    } else {
+        Applied::Stale
     })
+}
+
+/// The row a stored snapshot becomes.
+pub fn customer_row(shop_id: &str, snapshot: &CustomerSnapshot, now: DateTime<Utc>) -> customer::Model {
+    customer::Model {
+        shop_id: shop_id.to_owned(),
+        id: snapshot.id.as_str().to_owned(),
+        first_name: snapshot.first_name.as_ref().map(|t| t.as_str().to_owned()),
+        last_name: snapshot.last_name.as_ref().map(|t| t.as_str().to_owned()),
+        email: snapshot.email.as_ref().map(|e| e.as_str().to_owned()),
+        mobile: snapshot.mobile.as_ref().map(|m| m.as_str().to_owned()),
+        version: snapshot.version,
+        deleted_at: None,
+        updated_at: to_millis(now),
+    }
+}
+
+/// The row of a stored shop after a newer snapshot was stored over it (its lifecycle unchanged).
+pub fn shop_row(stored: shop::Model, snapshot: &ShopSnapshot, now: DateTime<Utc>) -> shop::Model {
+    shop::Model {
+        name: snapshot.name.as_str().to_owned(),
+        subscription_tier: snapshot.tier.as_str().to_owned(),
+        portal_active: snapshot.portal_active,
+        timezone: snapshot.timezone.name().to_owned(),
+        locale: snapshot.locale.as_str().to_owned(),
+        email: snapshot.email.as_ref().map(|e| e.as_str().to_owned()),
+        phone: snapshot.phone.as_ref().map(|p| p.as_str().to_owned()),
+        version: snapshot.version,
+        updated_at: to_millis(now),
+        ..stored
+    }
 }
 
 /// Stores customer snapshots of one shop in one statement, each unless a newer version is stored or
@@ -163,17 +198,8 @@ pub async fn upsert_customers<C: ConnectionTrait>(
     snapshots: &[CustomerSnapshot],
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    let rows = snapshots.iter().map(|snapshot| customer::ActiveModel {
-        shop_id: Set(shop_id.to_owned()),
-        id: Set(snapshot.id.as_str().to_owned()),
-        first_name: Set(snapshot.first_name.as_ref().map(|t| t.as_str().to_owned())),
-        last_name: Set(snapshot.last_name.as_ref().map(|t| t.as_str().to_owned())),
-        email: Set(snapshot.email.as_ref().map(|e| e.as_str().to_owned())),
-        mobile: Set(snapshot.mobile.as_ref().map(|m| m.as_str().to_owned())),
-        version: Set(snapshot.version),
-        deleted_at: Set(None),
-        updated_at: Set(to_millis(now)),
-    });
+    let rows =
+        snapshots.iter().map(|snapshot| customer::ActiveModel::from(customer_row(shop_id, snapshot, now)));
     use customer::Column as C;
     customer::Entity::insert_many(rows)
         .on_conflict(

@@ -52,10 +52,15 @@ async fn invitation_status(app: &TestApp) -> Vec<String> {
     statuses
 }
 
-/// Moves the clock past any backoff (the cap is 30 minutes) and lets the worker run.
+/// Moves the clock past any backoff (the cap is 30 minutes) and waits until the worker has attempted
+/// every message that became due (none due, none in flight).
 async fn next_round(app: &TestApp) {
     app.advance(TimeDelta::minutes(31));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let now = app.clock.now().timestamp_millis();
+    let busy = format!(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND (next_attempt_at <= {now} OR lease_until IS NOT NULL)"
+    );
+    app.eventually("the worker has attempted what was due", || async { app.count(&busy).await == 0 }).await;
 }
 
 async fn an_invalid_number_fails_the_invitation_and_a_new_one_may_be_sent(backend: Backend) {

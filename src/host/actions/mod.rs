@@ -1,0 +1,300 @@
+//! `POST /actions/send-portal-invitation`: the star-menu action (contract §6).
+//!
+//! `action.invoked` answers with the email/SMS dialog, or a message saying why no invitation can be
+//! sent. `dialog.submitted` checks every rule again, issues the invitation in one transaction, makes
+//! the first delivery attempt itself within the host's 3-second budget, and answers truthfully:
+//! sent, queued, or refused. Messages are signed and de-duplicated by `webhook-id` like `/webhooks`;
+//! a resubmission of the same `interaction_id` gets the first outcome and sends nothing.
+
+mod submit;
+mod world;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object, OpenApi};
+use sea_orm::{DatabaseTransaction, DbErr, SqlErr};
+use serde::Deserialize;
+
+use super::{
+    dedupe::{self, MessageInfo, StoredAnswer},
+    dialog::{ActionAnswered, ActionResponse, StoredJson},
+    events::{
+        ActorWire, CustomerWire, LifecycleEventType, RawEnvelope, ShopWire, check_customer, check_shop,
+    },
+    intake::SignedMessage,
+    problem::{HostError, HostProblem},
+    webhooks::Tags,
+};
+use crate::{
+    app::AppState,
+    domain::{InteractionId, ShopId},
+    invitations::staff_text,
+    shops::snapshot::{CustomerSnapshot, ShopSnapshot},
+};
+use world::World;
+
+/// The route, as stored with each message.
+pub const ENDPOINT: &str = "actions/send-portal-invitation";
+/// The manifest's action key.
+pub const ACTION_KEY: &str = "send-portal-invitation";
+/// How long the request waits for the first delivery attempt (the host waits 3 s in all).
+pub const INLINE_BUDGET: Duration = Duration::from_millis(2000);
+/// How long a repeated submission waits for the first one's outcome.
+const ANSWER_WAIT: Duration = Duration::from_millis(2500);
+
+/// The two messages of the action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum ActionEventType {
+    /// The staff member picked the action in the star menu.
+    #[oai(rename = "action.invoked")]
+    Invoked,
+    /// The staff member submitted the dialog.
+    #[oai(rename = "dialog.submitted")]
+    Submitted,
+}
+
+/// `data` of both action messages.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct ActionData {
+    /// `send-portal-invitation`.
+    pub action_key: String,
+    /// Shared by a dialog and its resubmissions.
+    pub interaction_id: String,
+    /// The staff member.
+    pub user: ActorWire,
+    /// The shop as it is now.
+    pub shop: ShopWire,
+    /// The customer whose profile the action was picked on.
+    pub customer: CustomerWire,
+    /// The dialog's values (`dialog.submitted` only), e.g. `{"channel": "email"}`.
+    #[serde(default)]
+    pub values: Option<serde_json::Value>,
+}
+
+/// A star-menu message as the host sends it (the documented schema).
+#[derive(Debug, Clone, Object)]
+pub struct ActionEnvelope {
+    /// `action.invoked` or `dialog.submitted`.
+    #[oai(rename = "type")]
+    pub event_type: ActionEventType,
+    /// When it happened on the host.
+    pub timestamp: DateTime<Utc>,
+    /// The shop.
+    pub shop_id: String,
+    /// The action's data.
+    pub data: ActionData,
+}
+
+/// The star-menu API.
+pub struct ActionsApi {
+    /// Shared service state.
+    pub state: AppState,
+}
+
+#[OpenApi]
+impl ActionsApi {
+    /// Send Customer Portal Invitation (star menu).
+    ///
+    /// `action.invoked` gets the email/SMS dialog or a message; `dialog.submitted` issues the
+    /// invitation and confirms it (`invitation_sent`, or `invitation_queued` while delivery is retried).
+    #[oai(
+        path = "/actions/send-portal-invitation",
+        method = "post",
+        tag = "Tags::Host",
+        operation_id = "sendPortalInvitation"
+    )]
+    async fn send_portal_invitation(
+        &self,
+        message: SignedMessage<ActionEnvelope>,
+    ) -> Result<ActionAnswered, HostProblem> {
+        let answer = receive_action(&self.state, &message).await?;
+        Ok(ActionAnswered::Ok(StoredJson::new(answer.body)))
+    }
+}
+
+/// A checked action message.
+#[derive(Clone)]
+struct Action {
+    kind: ActionEventType,
+    shop: ShopSnapshot,
+    customer: CustomerSnapshot,
+    interaction_id: InteractionId,
+    user_id: String,
+    channel: Option<String>,
+}
+
+impl Action {
+    fn parse<T>(message: &SignedMessage<T>) -> Result<(Self, ShopId), HostError> {
+        let envelope = RawEnvelope::parse(&message.body)?;
+        let kind = match envelope.event_type.as_str() {
+            "action.invoked" => ActionEventType::Invoked,
+            "dialog.submitted" => ActionEventType::Submitted,
+            other if LifecycleEventType::from_name(other).is_some() => {
+                return Err(HostError::Rule(format!(
+                    "{other} belongs to the webhooks URL of the manifest, not the action URL"
+                )));
+            }
+            other => return Err(HostError::UnknownType(other.to_owned())),
+        };
+        let shop_id = envelope.shop_id()?;
+        let data: ActionData = envelope.data()?;
+        if data.action_key != ACTION_KEY {
+            return Err(HostError::Rule(format!(
+                "data.action_key must be {ACTION_KEY}, not {:?}",
+                data.action_key
+            )));
+        }
+        let interaction_id = InteractionId::parse(&data.interaction_id)
+            .map_err(|e| HostError::Rule(format!("data.interaction_id {e}")))?;
+        let channel =
+            data.values.as_ref().and_then(|v| v.get("channel")).and_then(|c| c.as_str()).map(str::to_owned);
+        let action = Self {
+            kind,
+            shop: check_shop(&data.shop, &shop_id, "data.shop")?,
+            customer: check_customer(&data.customer, "data.customer")?,
+            interaction_id,
+            user_id: data.user.id.chars().take(64).collect(),
+            channel,
+        };
+        Ok((action, shop_id))
+    }
+}
+
+/// Processes one verified action message and returns the answer to give (already stored).
+pub async fn receive_action<T>(
+    state: &AppState,
+    message: &SignedMessage<T>,
+) -> Result<StoredAnswer, HostError> {
+    let (action, shop_id) = Action::parse(message)?;
+    let answer = match action.kind {
+        ActionEventType::Invoked => invoked(state, message, &action, &shop_id).await,
+        ActionEventType::Submitted => submit::submitted(state, message, &action, &shop_id).await,
+    };
+    // The payload's shop snapshot may have changed the shop.
+    state.shops.forget(shop_id.as_str());
+    let answer = answer?;
+    tracing::info!(
+        webhook_id = %message.verified.id,
+        shop_id = %shop_id,
+        customer_id = %action.customer.id,
+        interaction_id = %action.interaction_id,
+        kind = ?action.kind,
+        "star-menu action answered"
+    );
+    Ok(answer)
+}
+
+/// What one transaction of the flow decided.
+enum Step {
+    /// Answer this (already stored for the message).
+    Answer(StoredAnswer),
+    /// The invitation was issued and committed; make the first attempt.
+    Issued(Box<submit::Issue>),
+}
+
+/// Why a transaction of the flow rolled back.
+enum Stop {
+    Host(HostError),
+    /// The interaction's invitation exists but its first outcome is not known yet.
+    WaitForInteraction,
+    /// Another request issued an invitation (or took the username) at the same moment.
+    Raced,
+}
+
+impl From<DbErr> for Stop {
+    fn from(e: DbErr) -> Self {
+        match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Raced,
+            _ => Self::Host(HostError::from(e)),
+        }
+    }
+}
+
+impl From<HostError> for Stop {
+    fn from(e: HostError) -> Self {
+        Self::Host(e)
+    }
+}
+
+fn info<'a>(
+    message_id: &'a crate::domain::WebhookId,
+    shop_id: &'a ShopId,
+    action: &'a Action,
+) -> MessageInfo<'a> {
+    MessageInfo {
+        id: message_id,
+        endpoint: ENDPOINT,
+        event_type: match action.kind {
+            ActionEventType::Invoked => "action.invoked",
+            ActionEventType::Submitted => "dialog.submitted",
+        },
+        shop_id,
+        customer_id: Some(&action.customer.id),
+    }
+}
+
+async fn invoked<T>(
+    state: &AppState,
+    message: &SignedMessage<T>,
+    action: &Action,
+    shop_id: &ShopId,
+) -> Result<StoredAnswer, HostError> {
+    let now = state.clock.now();
+    let id = message.verified.id.clone();
+    let public_url = state.settings.public_url.clone();
+    let (action, shop_id) = (action.clone(), shop_id.clone());
+    let result = state
+        .db
+        .write(move |txn| {
+            Box::pin(async move {
+                let (action, shop_id) = (&action, &shop_id);
+                let world = match World::claim_and_load(txn, &id, action, shop_id, now).await? {
+                    Ok(world) => world,
+                    Err(answer) => return Ok(Step::Answer(answer)),
+                };
+                let response = match world.evaluate(txn).await? {
+                    Ok(eligible) => staff_text::dialog(&eligible),
+                    Err(refusal) => staff_text::refusal(&refusal, &world.audience(&public_url)),
+                };
+                Ok(Step::Answer(store(txn, &id, &response).await?))
+            })
+        })
+        .await;
+    match result {
+        Ok(Step::Answer(answer)) => Ok(answer),
+        Ok(Step::Issued(..)) => unreachable_issue(),
+        Err(Stop::Host(e)) => Err(e),
+        Err(Stop::WaitForInteraction) => wait_for_message_answer(state, &message.verified.id).await,
+        Err(Stop::Raced) => Err(HostError::Busy),
+    }
+}
+
+fn unreachable_issue() -> Result<StoredAnswer, HostError> {
+    Err(HostError::Internal("a click issued an invitation".into()))
+}
+
+/// Waits for the answer of a message another request is processing.
+async fn wait_for_message_answer(
+    state: &AppState,
+    id: &crate::domain::WebhookId,
+) -> Result<StoredAnswer, HostError> {
+    let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(answer) = dedupe::stored_answer(state.db.conn(), id).await? {
+            return Ok(answer);
+        }
+    }
+    Err(HostError::Busy)
+}
+
+async fn store(
+    txn: &DatabaseTransaction,
+    id: &crate::domain::WebhookId,
+    response: &ActionResponse,
+) -> Result<StoredAnswer, DbErr> {
+    let answer = StoredAnswer { status: 200, body: response.to_json() };
+    dedupe::record_answer(txn, id, &answer).await?;
+    Ok(answer)
+}
