@@ -3,24 +3,46 @@
 //! The access log records the route *pattern* (`/setup/:token`), never the raw path or query, so no
 //! token that travels in a URL reaches a log line.
 
-use std::time::Instant;
+use std::{io::IsTerminal, time::Instant};
 
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
+/// Keeps the log writer thread alive; log lines still queued are written when it is dropped, so
+/// hold it until the process is about to exit.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+
 /// Installs the global subscriber. Call once, at start-up of the binary (tests install their own).
-pub fn init(filter: &str, format: LogFormat) {
+///
+/// Lines are formatted on the thread that logs and written to stdout by a dedicated thread, so a
+/// request never waits on the terminal or on whatever reads the pipe. The queue is not lossy: when
+/// it is full (a stalled reader), logging threads wait rather than drop lines, because an access
+/// log with gaps is worse than a slower one.
+pub fn init(filter: &str, format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The writer thread flushes whenever its queue runs dry, so buffering only merges the lines of a
+    // burst into one write instead of one system call per line.
+    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(stdout);
+    // Colours only for a person at a terminal, never escape codes in a file or a log collector.
+    let ansi = std::io::stdout().is_terminal();
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+        LogFormat::Text => {
+            registry.with(fmt::layer().with_target(false).with_ansi(ansi).with_writer(writer)).try_init()
+        }
+        LogFormat::Json => {
+            registry.with(fmt::layer().json().flatten_event(true).with_writer(writer)).try_init()
+        }
     };
     if installed.is_err() {
         tracing::debug!("a log subscriber was already installed");
     }
+    LogGuard(guard)
 }
 
 /// One line per request: method, route pattern, status, milliseconds.

@@ -24,11 +24,8 @@ pub async fn run(mut settings: Settings) -> ExitCode {
     }
     let secret = settings.webhook_secrets[0].clone();
     // Keep the terminal for the story; PORTAL_LOG still turns logging up.
-    if std::env::var("PORTAL_LOG").is_err() {
-        telemetry::init("warn", settings.log_format);
-    } else {
-        telemetry::init(&settings.log_filter, settings.log_format);
-    }
+    let filter = if std::env::var("PORTAL_LOG").is_err() { "warn" } else { settings.log_filter.as_str() };
+    let _log = telemetry::init(filter, settings.log_format);
     let outbox_dir = settings.outbox_dir.clone();
     let public_url = settings.public_url.as_str().trim_end_matches('/').to_owned();
     let app = match App::start(settings, Clock::system()).await {

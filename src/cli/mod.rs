@@ -120,7 +120,7 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    telemetry::init(&settings.log_filter, settings.log_format);
+    let _log = telemetry::init(&settings.log_filter, settings.log_format);
     match App::start(settings, Clock::system()).await {
         Ok(app) => match app.run_until_signal().await {
             Ok(()) => ExitCode::SUCCESS,

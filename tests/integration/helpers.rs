@@ -101,7 +101,7 @@ fn replace_database(url: &str, name: &str) -> String {
 
 fn rand_bytes() -> [u8; 8] {
     let mut b = [0u8; 8];
-    getrandom::fill(&mut b).unwrap();
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
     b
 }
 
