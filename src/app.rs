@@ -24,7 +24,7 @@ use crate::{
     host::{actions::ActionsApi, intake::IntakeKeys, webhooks::WebhooksApi},
     maintenance,
     manifest::{self, Manifest},
-    portal::{self, headers::SecurityHeaders, passwords::Hasher},
+    portal::{self, hasher::Hasher, headers::SecurityHeaders},
     telemetry::AccessLog,
 };
 

@@ -127,9 +127,11 @@ pub async fn submit_login(
                 Some("Enter your email address and password."),
             ));
         }
-        // A turn at the password hasher first: under a flood, the requests turned away cost no
-        // database work at all.
-        let turn = state.hasher.turn().await.map_err(|_| PortalError::Busy(Some(Box::new(shop.clone()))))?;
+        // Admitted to the password hasher first: under a flood, the requests turned away cost no
+        // database work at all. The turn itself is taken after the reads below, so they happen
+        // while other logins hash.
+        let busy = |shop: &crate::entities::shop::Model| PortalError::Busy(Some(Box::new(shop.clone())));
+        let admission = state.hasher.admit().map_err(|_| busy(&shop))?;
         let username =
             EmailAddress::parse(&typed).map(|e| e.normalized()).unwrap_or_else(|_| typed.to_lowercase());
         let now = state.clock.now();
@@ -158,11 +160,9 @@ pub async fn submit_login(
             .one(conn)
             .await?;
         let stored = account.as_ref().and_then(|a| a.password_hash.clone());
-        let verified = state
-            .hasher
-            .verify_in(turn, form.password.clone(), stored)
-            .await
-            .map_err(|_| PortalError::Busy(Some(Box::new(shop.clone()))))?;
+        let turn = admission.turn().await.map_err(|_| busy(&shop))?;
+        let verified =
+            state.hasher.verify_in(turn, form.password.clone(), stored).await.map_err(|_| busy(&shop))?;
 
         let (Some(account), true) = (account, verified.matches) else {
             let keys =

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod csrf;
 pub mod errors;
+pub mod hasher;
 pub mod headers;
 mod home;
 mod login;
