@@ -83,20 +83,35 @@ fn html_formatter(
     if !matches!(state.auto_escape(), AutoEscape::Html) || value.is_safe() || value.is_none() {
         return minijinja::escape_formatter(out, state, value);
     }
-    let text = value.to_string();
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
+    let owned;
+    let text = match value.as_str() {
+        Some(text) => text,
+        None => {
+            owned = value.to_string();
+            owned.as_str()
         }
-    }
-    out.write_str(&escaped)
+    };
+    write_escaped(out, text)
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+}
+
+/// Writes `text` with HTML's special characters replaced, copying the runs between them as they are.
+fn write_escaped(out: &mut minijinja::Output, text: &str) -> std::fmt::Result {
+    let mut plain_from = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let entity = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.write_str(&text[plain_from..at])?;
+        out.write_str(entity)?;
+        plain_from = at + 1;
+    }
+    out.write_str(&text[plain_from..])
 }
 
 fn describe(error: &minijinja::Error) -> String {
@@ -190,6 +205,22 @@ mod tests {
             .unwrap();
         assert!(html.contains("A&amp;B &lt;script&gt;") && !html.contains("<script>"));
         assert!(!html.contains("<b>Jo</b>"));
+    }
+
+    #[test]
+    fn the_html_formatter_escapes_exactly_the_five_characters_and_keeps_the_rest() {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.set_formatter(html_formatter);
+        env.add_template("t.html", "{{ a }}|{{ n }}|{{ b }}").unwrap();
+        let html = env
+            .get_template("t.html")
+            .unwrap()
+            .render(minijinja::value::Serde(
+                json!({"a": "<a href=\"x\">Tom & Jerry's</a> / ünï 🚗", "n": 42, "b": "&"}),
+            ))
+            .unwrap();
+        assert_eq!(html, "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt; / ünï 🚗|42|&amp;");
     }
 
     #[test]
