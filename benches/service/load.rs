@@ -45,11 +45,9 @@ pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
 /// Sends one request on a connection and reads the whole answer.
 pub async fn send(conn: &mut Conn, request: Request<Full<Bytes>>) -> Result<Reply, String> {
     conn.ready().await.map_err(|e| e.to_string())?;
-    let response = conn.send_request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok(Reply { status, headers, body })
+    let (head, body) = conn.send_request(request).await.map_err(|e| e.to_string())?.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply { status: head.status.as_u16(), headers: head.headers, body })
 }
 
 /// What one operation came to.
