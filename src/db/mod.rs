@@ -3,9 +3,11 @@
 //!
 //! SQLite gets WAL (readers never block the writer), `synchronous=FULL` (a commit survives a power
 //! cut, which is what our `204` promises), foreign keys, a busy timeout and a pool of several
-//! connections for reads. Writes go through [`Database::write`]: on SQLite to a single writer task
-//! that opens each transaction with `BEGIN IMMEDIATE` (so a transaction that reads before it writes
-//! can never fail with `SQLITE_BUSY` half-way) and commits concurrent transactions together.
+//! connections for reads. Writes go through [`Database::write`]: on SQLite to a single writer with a
+//! connection of its own (so it never waits behind readers for one), which opens each transaction
+//! with `BEGIN IMMEDIATE` (so a transaction that reads before it writes can never fail with
+//! `SQLITE_BUSY` half-way) and commits concurrent transactions together. SQLite connections are not pinged when taken from the pool: a
+//! file cannot hang up, and the ping was one more round trip to SQLite's thread per query.
 //! PostgreSQL needs neither: its row locks and unique constraints keep several instances correct.
 
 pub mod keys;
@@ -26,9 +28,9 @@ use tokio::sync::Mutex;
 
 use crate::config::DatabaseUrl;
 
-/// Connections in the SQLite pool: enough for concurrent reads, few enough to keep memory small
-/// (each connection has its own page cache).
-const SQLITE_POOL_SIZE: u32 = 4;
+/// Connections in the SQLite pool for reads: enough for concurrent reads, few enough to keep memory
+/// small (each connection has its own page cache). The writer has one more of its own.
+const SQLITE_READ_POOL_SIZE: u32 = 3;
 /// Connections per instance to PostgreSQL.
 const POSTGRES_POOL_SIZE: u32 = 10;
 /// How long SQLite waits for another process's write lock before giving up.
@@ -45,6 +47,8 @@ pub type TxFuture<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send +
 #[derive(Clone)]
 pub struct Database {
     conn: DatabaseConnection,
+    /// The SQLite writer's own connection (closed with the rest); `None` on PostgreSQL.
+    write_conn: Option<DatabaseConnection>,
     /// One writer at a time on SQLite; `None` on PostgreSQL.
     write_gate: Option<Arc<Mutex<()>>>,
     /// SQLite's single writer, committing concurrent transactions together; `None` on PostgreSQL.
@@ -69,16 +73,22 @@ impl Database {
                     DbErr::Custom(format!("cannot create the database folder {}: {e}", folder.display()))
                 })?;
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(SQLITE_POOL_SIZE)
-                .min_connections(1)
-                .connect_with(options)
-                .await
-                .map_err(|e| DbErr::Custom(format!("cannot open the SQLite database: {e}")))?;
-            let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+            let pool = |size: u32| {
+                SqlitePoolOptions::new()
+                    .max_connections(size)
+                    .min_connections(1)
+                    .test_before_acquire(false)
+                    .connect_with(options.clone())
+            };
+            let opened = |e: sqlx::Error| DbErr::Custom(format!("cannot open the SQLite database: {e}"));
+            // The writer's connection first: it creates the file and switches it to WAL.
+            let write_conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool(1).await.map_err(opened)?);
+            let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(
+                pool(SQLITE_READ_POOL_SIZE).await.map_err(opened)?,
+            );
             let gate = Arc::new(Mutex::new(()));
-            let writer = writer::GroupWriter::start(conn.clone(), gate.clone());
-            Ok(Self { conn, write_gate: Some(gate), writer: Some(writer) })
+            let writer = writer::GroupWriter::start(write_conn.clone(), gate.clone());
+            Ok(Self { conn, write_conn: Some(write_conn), write_gate: Some(gate), writer: Some(writer) })
         } else {
             let options = PgConnectOptions::from_str(url.expose())
                 .map_err(|e| DbErr::Custom(format!("PORTAL_DATABASE_URL: {e}")))?;
@@ -90,6 +100,7 @@ impl Database {
                 .map_err(|e| DbErr::Custom(format!("cannot connect to PostgreSQL: {e}")))?;
             Ok(Self {
                 conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                write_conn: None,
                 write_gate: None,
                 writer: None,
             })
@@ -187,6 +198,10 @@ impl Database {
 
     /// Closes every connection (SQLite then checkpoints and removes its WAL file).
     pub async fn close(self) -> Result<(), DbErr> {
-        self.conn.close().await
+        self.conn.close().await?;
+        match self.write_conn {
+            Some(write_conn) => write_conn.close().await,
+            None => Ok(()),
+        }
     }
 }
