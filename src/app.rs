@@ -2,7 +2,14 @@
 //! assembles the routes, binds its own listener (so tests can use port 0 and read the real port) and
 //! starts the background tasks.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use poem::{
     EndpointExt, Route, Server,
@@ -25,11 +32,13 @@ use crate::{
     maintenance,
     manifest::{self, Manifest},
     portal::{self, hasher::Hasher, headers::SecurityHeaders},
+    recover::RecoverPanics,
+    sealing::Sealer,
     telemetry::AccessLog,
 };
 
-/// How long in-flight requests may finish after a stop was asked for.
-const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+/// Requests still being answered when the listener closes get at least this long to finish.
+const LEAST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Everything a handler or background task needs. Cheap to clone.
 #[derive(Clone)]
@@ -52,6 +61,8 @@ pub struct AppState {
     pub lifecycle: Arc<crate::host::lifecycle_writer::LifecycleWriter>,
     /// Lifecycle messages answered lately, to answer the host's retries from memory.
     pub recent_answers: Arc<crate::host::dedupe::RecentlyAnswered>,
+    /// Set when shutdown starts: `/readyz` answers `503` from then on.
+    pub shutting_down: Arc<AtomicBool>,
 }
 
 /// The service's own keys, shared through the database by every instance.
@@ -59,6 +70,8 @@ pub struct AppState {
 pub struct ServiceKeys {
     /// Signs cookies and form tokens of the customer pages.
     pub cookies: keys::ServiceKey,
+    /// Seals the links of unfinished outbox messages.
+    pub outbox: Sealer,
 }
 
 /// Why the service could not start.
@@ -94,7 +107,10 @@ pub enum StartError {
 pub struct App {
     local_addr: SocketAddr,
     state: AppState,
-    stop: watch::Sender<bool>,
+    /// Stops the background tasks (the outbox worker claims nothing more).
+    stop_background: watch::Sender<bool>,
+    /// Closes the listener.
+    stop_server: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
 }
@@ -129,6 +145,9 @@ impl App {
         let db = Database::connect(&settings.database_url).await.map_err(db_error)?;
         db.migrate().await.map_err(db_error)?;
         let cookies = keys::load_or_create(&db, "cookies", clock.now()).await.map_err(db_error)?;
+        let outbox = keys::load_or_create(&db, "outbox", clock.now()).await.map_err(db_error)?;
+        let outbox = Sealer::new(outbox.bytes())
+            .map_err(|cause| StartError::Database { url: settings.database_url.to_string(), cause })?;
 
         let local_addr = acceptor
             .local_addr()
@@ -139,17 +158,18 @@ impl App {
             db: db.clone(),
             clock: clock.clone(),
             settings: Arc::new(settings),
-            keys: Arc::new(ServiceKeys { cookies }),
+            keys: Arc::new(ServiceKeys { cookies, outbox }),
             delivery,
             hasher,
             shops: Arc::default(),
             lifecycle: Arc::new(crate::host::lifecycle_writer::LifecycleWriter::start(db.clone())),
             recent_answers: Arc::new(crate::host::dedupe::RecentlyAnswered::new(100_000)),
+            shutting_down: Arc::default(),
         };
         let routes = routes(&state, IntakeKeys { secrets, clock });
 
-        let (stop, stopped) = watch::channel(false);
-        let mut server_stopped = stopped.clone();
+        let (stop_background, stopped) = watch::channel(false);
+        let (stop_server, mut server_stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             Server::new_with_acceptor(acceptor)
                 .run_with_graceful_shutdown(
@@ -157,7 +177,7 @@ impl App {
                     async move {
                         let _ = server_stopped.changed().await;
                     },
-                    Some(GRACEFUL_SHUTDOWN),
+                    None,
                 )
                 .await
         });
@@ -168,7 +188,7 @@ impl App {
         tracing::info!(%local_addr, public_url = %state.settings.public_url, database = %state.settings.database_url, "portal-invites is serving");
         tracing::info!("{}", state.delivery.mailer.describe());
         tracing::info!("{}", state.delivery.sms.describe());
-        Ok(Self { local_addr, state, stop, server, background })
+        Ok(Self { local_addr, state, stop_background, stop_server, server, background })
     }
 
     /// The address actually bound.
@@ -184,20 +204,66 @@ impl App {
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
         shutdown_signal().await;
-        tracing::info!("stopping: finishing requests in flight");
+        tracing::info!(
+            grace_seconds = self.state.settings.shutdown_grace.as_secs(),
+            "stopping: /readyz answers 503, no new sends start, sends in flight may finish"
+        );
         self.stop().await
     }
 
-    /// Stops accepting, lets requests in flight finish, stops the background tasks.
+    /// Stops within `PORTAL_SHUTDOWN_GRACE` (and a second for the last answers): from the first
+    /// moment `/readyz` answers `503`, so a load balancer stops sending here while requests are still
+    /// served; the outbox worker claims nothing more; sends in flight may finish until the grace
+    /// period ends, and are then abandoned, their leases given back so the next instance sends them
+    /// (with the same links) at once; then the listener closes and requests in flight finish.
     pub async fn stop(self) -> std::io::Result<()> {
-        let _ = self.stop.send(true);
-        for task in self.background {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + self.state.settings.shutdown_grace;
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.stop_background.send(true);
+        for mut task in self.background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
         }
-        let served = self.server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let in_flight = &self.state.delivery.in_flight;
+        in_flight.close();
+        if tokio::time::timeout_at(deadline, in_flight.wait()).await.is_err() {
+            let owner = self.state.delivery.instance.clone();
+            let released = self
+                .state
+                .db
+                .write(move |txn| {
+                    Box::pin(async move { crate::delivery::outbox::release_leases(txn, &owner).await })
+                })
+                .await;
+            tracing::warn!(
+                abandoned = in_flight.len(),
+                released = ?released,
+                "the shutdown grace period is over: sends in flight are abandoned; their messages will be sent \
+                 again, with the same links"
+            );
+        }
+        let _ = self.stop_server.send(true);
+        let grace = deadline.saturating_duration_since(tokio::time::Instant::now()).max(LEAST_REQUEST_GRACE);
+        let mut server = self.server;
+        let served = match tokio::time::timeout(grace, &mut server).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                server.abort();
+                tracing::warn!(
+                    "requests still in flight at the end of the shutdown grace period were cut off"
+                );
+                Ok(())
+            }
+        };
         // Closing lets SQLite checkpoint and remove its WAL file.
         let _ = self.state.db.close().await;
         served
+    }
+
+    /// Starts the shutdown's first step only: `/readyz` answers `503` from now on.
+    pub fn announce_shutdown(&self) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
     }
 }
 
@@ -250,6 +316,14 @@ fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static
                 let state = state.clone();
                 async move { portal::not_found(&state) }
             }
+        })
+        .with(RecoverPanics {
+            customer_page: {
+                let state = state.clone();
+                Arc::new(move || {
+                    portal::errors::PortalError::Internal("a handler panicked".into()).page(&state)
+                })
+            },
         })
         .with(SecurityHeaders { hsts: state.settings.public_url.scheme() == "https" })
         .with(AccessLog)

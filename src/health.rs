@@ -10,7 +10,7 @@ pub enum Readiness {
     /// The database answers.
     #[oai(status = 200)]
     Ready(PlainText<&'static str>),
-    /// The database does not answer; do not send traffic here.
+    /// Shutting down, or the database does not answer: do not send traffic here.
     #[oai(status = 503)]
     NotReady(PlainText<&'static str>),
 }
@@ -29,10 +29,14 @@ impl HealthApi {
         PlainText("ok")
     }
 
-    /// Readiness: the database is reachable.
+    /// Readiness: not shutting down, and the database is reachable. From the moment a shutdown
+    /// starts this answers `503`, while requests are still served, so a load balancer stops sending
+    /// here before the listener closes.
     #[oai(path = "/readyz", method = "get", tag = "Tags::Health", operation_id = "readyz")]
     async fn readyz(&self) -> Readiness {
-        if self.state.db.ping().await {
+        if self.state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            Readiness::NotReady(PlainText("shutting down"))
+        } else if self.state.db.ping().await {
             Readiness::Ready(PlainText("ready"))
         } else {
             Readiness::NotReady(PlainText("database unreachable"))

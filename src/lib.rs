@@ -20,6 +20,8 @@ pub mod maintenance;
 pub mod manifest;
 pub mod portal;
 pub mod random;
+pub mod recover;
+pub mod sealing;
 pub mod shops;
 pub mod telemetry;
 pub mod templates;

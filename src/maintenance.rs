@@ -1,6 +1,6 @@
 //! Background housekeeping, driven by the service's [`Clock`](crate::clock::Clock): erasing the
-//! personal data of shops uninstalled for 48 hours, forgetting old webhook answers, and keeping
-//! SQLite's WAL file small.
+//! personal data of shops uninstalled for 48 hours, forgetting old webhook answers, removing the
+//! message files of erased messages, and keeping SQLite's WAL file small.
 
 use std::time::Duration;
 
@@ -60,6 +60,15 @@ pub async fn run_once(state: &AppState) {
         .await;
     if let Err(error) = swept {
         tracing::error!(%error, "purging ended sessions failed; will retry");
+    }
+
+    // Message files (file mode) live as long as their outbox rows: an erased customer's go too.
+    if state.delivery.writes_files() {
+        match crate::delivery::files::sweep(&state.db, &state.settings.outbox_dir).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "removed message files whose messages were erased"),
+            Err(error) => tracing::error!(%error, "sweeping message files failed; will retry"),
+        }
     }
 
     if let Err(error) = state.db.checkpoint().await {

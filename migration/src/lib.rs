@@ -8,6 +8,7 @@ pub use sea_orm_migration::{MigrationStatus, prelude::*};
 mod m20261123_000001_foundation;
 mod m20261123_000002_invitations;
 mod m20261123_000003_sessions;
+mod m20261201_000004_outbox_claims;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261123_000002_invitations::Migration),
             Box::new(m20261123_000003_sessions::Migration),
+            Box::new(m20261201_000004_outbox_claims::Migration),
         ]
     }
 }

@@ -38,8 +38,8 @@ pub async fn run(mut settings: Settings) -> ExitCode {
     let base = format!("http://{}", app.local_addr());
     println!("portal-invites is running at {base}");
     match story(&app, &base, secret).await {
-        Ok(Some(message_id)) => {
-            let path = outbox_dir.join(format!("{message_id}.eml"));
+        Ok(Some(message)) => {
+            let path = crate::delivery::files::MessageFile::of(&message).path(&outbox_dir, "eml");
             println!("\nThe invitation email: {}", path.display());
             match std::fs::read_to_string(&path)
                 .ok()
@@ -64,7 +64,11 @@ pub async fn run(mut settings: Settings) -> ExitCode {
 }
 
 /// Installs the demo shop and invites a fresh demo customer; returns the invitation's outbox row.
-async fn story(app: &App, base: &str, secret: WebhookSecret) -> Result<Option<String>, String> {
+async fn story(
+    app: &App,
+    base: &str,
+    secret: WebhookSecret,
+) -> Result<Option<outbox_message::Model>, String> {
     let client = HostClient::new(base, secret)?;
     let now = Utc::now();
     let version = fresh_version(now);
@@ -139,7 +143,7 @@ async fn story(app: &App, base: &str, secret: WebhookSecret) -> Result<Option<St
         .one(app.state().db.conn())
         .await
         .map_err(|e| e.to_string())?;
-    Ok(row.map(|r| r.id))
+    Ok(row)
 }
 
 /// The set-up link in a written email (its text part may be quoted-printable, with soft breaks).

@@ -120,6 +120,16 @@ pub const SETTINGS: &[SettingInfo] = &[
         default: None,
         help: "password hashes computed at once (default: the number of CPU cores); more wait up to 1 s, then get 503",
     },
+    SettingInfo {
+        env: "PORTAL_SEND_TIMEOUT",
+        default: Some("30s"),
+        help: "the deadline on one whole exchange with the SMTP server or SMS gateway (1s to 120s); outbox leases last twice this plus 30 s",
+    },
+    SettingInfo {
+        env: "PORTAL_SHUTDOWN_GRACE",
+        default: Some("20s"),
+        help: "after SIGTERM, how long sends in flight may finish before they are abandoned (1s to 300s)",
+    },
 ];
 
 /// A setting that stops the start: which one, and what to do about it.
@@ -271,6 +281,10 @@ pub struct Settings {
     pub twilio: Option<TwilioSettings>,
     /// The customer pages.
     pub portal: PortalSettings,
+    /// `PORTAL_SEND_TIMEOUT`.
+    pub send_timeout: Duration,
+    /// `PORTAL_SHUTDOWN_GRACE`.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -368,6 +382,13 @@ impl Settings {
                 SettingError::new("PORTAL_HASHING_LIMIT", "must be a whole number from 1 to 256")
             })?,
         };
+        let bounded = |name: &str, least: u64, most: u64| {
+            parse_duration(&get(name)).filter(|d| (least..=most).contains(&d.as_secs())).ok_or_else(|| {
+                SettingError::new(name, format!("must be a duration from {least}s to {most}s, e.g. 30s"))
+            })
+        };
+        let send_timeout = bounded("PORTAL_SEND_TIMEOUT", 1, 120)?;
+        let shutdown_grace = bounded("PORTAL_SHUTDOWN_GRACE", 1, 300)?;
         let portal = PortalSettings {
             reset_ttl: duration("PORTAL_RESET_TTL")?,
             password_min_length,
@@ -389,6 +410,8 @@ impl Settings {
             templates_dir,
             twilio,
             portal,
+            send_timeout,
+            shutdown_grace,
         })
     }
 

@@ -5,8 +5,13 @@
 //!
 //! With `synchronous=FULL` a commit costs an `fsync`; under concurrent load (logins, invitations,
 //! outbox bookkeeping) this is where most of the time went, one at a time.
+//!
+//! A piece of work that panics (a bug) is rolled back alone, its caller gets an error, and the writer
+//! goes on: one bad job must not stop every write of the process until a restart.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc};
+
+use futures_util::FutureExt;
 
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionOptions, TransactionTrait};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -108,7 +113,11 @@ impl GroupWriter {
         self.queue
             .send(Box::new(Typed { work, reply }))
             .map_err(|_| E::from(DbErr::Custom("the database writer has stopped".into())))?;
-        outcome.await.map_err(|_| E::from(DbErr::Custom("the database writer has stopped".into())))?
+        outcome.await.map_err(|_| {
+            E::from(DbErr::Custom(
+                "the write failed (it panicked, or the writer stopped); nothing was written".into(),
+            ))
+        })?
     }
 }
 
@@ -137,10 +146,13 @@ async fn run(
                 continue;
             }
         };
-        if jobs.len() == 1 {
+        if let [_] = jobs.as_slice() {
             // Alone: no savepoint needed, the transaction is the work's own.
-            let job = jobs.pop().expect("one job");
-            let done = job.run(&txn).await;
+            let Some(job) = jobs.pop() else { continue };
+            let Some(done) = run_guarded(job, &txn).await else {
+                let _ = txn.rollback().await;
+                continue;
+            };
             let commit = if done.failed() {
                 txn.rollback().await.map_err(|e| e.to_string())
             } else {
@@ -158,7 +170,12 @@ async fn run(
             }
             match txn.begin().await {
                 Ok(savepoint) => {
-                    let finished = job.run(&savepoint).await;
+                    let Some(finished) = run_guarded(job, &savepoint).await else {
+                        if let Err(error) = savepoint.rollback().await {
+                            broken = Some(error.to_string());
+                        }
+                        continue;
+                    };
                     let closed =
                         if finished.failed() { savepoint.rollback().await } else { savepoint.commit().await };
                     if let Err(error) = closed {
@@ -181,6 +198,18 @@ async fn run(
         };
         for finished in done {
             finished.finish(commit.clone());
+        }
+    }
+}
+
+/// Runs one job, or `None` if it panicked (its caller's reply is dropped with it: the caller hears
+/// that the write failed).
+async fn run_guarded(job: Box<dyn Job>, txn: &DatabaseTransaction) -> Option<Box<dyn Finish>> {
+    match AssertUnwindSafe(job.run(txn)).catch_unwind().await {
+        Ok(done) => Some(done),
+        Err(_) => {
+            tracing::error!("a database write panicked; it was rolled back alone and the writer goes on");
+            None
         }
     }
 }

@@ -1,21 +1,22 @@
-//! Email: over SMTP with lettre (pooled connections, a 15 s timeout instead of lettre's 60 s), or, when
-//! no SMTP server is configured, as `.eml` files in the outbox folder.
+//! Email: over SMTP with lettre, or, when no SMTP server is configured, as `.eml` files in the outbox
+//! folder.
+//!
+//! Each message has a connection of its own. lettre's pool would hand a connection whose exchange our
+//! deadline cut short (see [`super::send::transmit`]) to the next message, which would then read the
+//! late answer to the previous message's command as its own; a fresh connection per message costs a
+//! greeting and a handshake and is never out of step. lettre's own timeout bounds the TCP connect
+//! only; the deadline bounds the whole exchange.
 
 use std::{path::PathBuf, time::Duration};
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
-    transport::smtp::{Error as SmtpError, PoolConfig},
+    transport::smtp::Error as SmtpError,
 };
 
-use super::outbox::Attempt;
+use super::{files::MessageFile, outbox::Attempt, redact::redact};
 use crate::config::MailSettings;
-
-/// How long one SMTP conversation may take before it counts as a transient failure.
-pub const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
-/// Open SMTP connections kept per instance.
-const SMTP_POOL_SIZE: u32 = 8;
 
 /// A rendered email, ready to send.
 pub struct Email {
@@ -55,13 +56,16 @@ pub enum Mailer {
 
 impl Mailer {
     /// From the settings; the SMTP URL was checked when the settings were read.
-    pub fn new(settings: &MailSettings, outbox_dir: PathBuf) -> Result<Self, String> {
+    pub fn new(
+        settings: &MailSettings,
+        outbox_dir: PathBuf,
+        connect_timeout: Duration,
+    ) -> Result<Self, String> {
         match &settings.smtp_url {
             Some(url) => {
                 let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
                     .map_err(|e| format!("PORTAL_SMTP_URL: {e}"))?
-                    .timeout(Some(SMTP_TIMEOUT))
-                    .pool_config(PoolConfig::new().max_size(SMTP_POOL_SIZE))
+                    .timeout(Some(connect_timeout))
                     .build();
                 Ok(Self::Smtp { transport, from: settings.from.clone() })
             }
@@ -80,8 +84,8 @@ impl Mailer {
         }
     }
 
-    /// Sends one email; `id` names the file in file mode.
-    pub async fn send(&self, email: Email, id: &str) -> Attempt {
+    /// Sends one email; `file` says where it goes in file mode.
+    pub async fn send(&self, email: Email, file: &MessageFile) -> Attempt {
         let from = match self {
             Self::Smtp { from, .. } | Self::Files { from, .. } => from,
         };
@@ -94,14 +98,18 @@ impl Mailer {
                 Ok(_) => Attempt::Sent,
                 Err(error) => classify(&error),
             },
-            Self::Files { dir, .. } => write_file(dir, &format!("{id}.eml"), &message.formatted()).await,
+            Self::Files { dir, .. } => {
+                super::files::write(&file.path(dir, "eml"), &message.formatted()).await
+            }
         }
     }
 }
 
 fn build(email: Email, from: &Mailbox) -> Result<Message, String> {
-    let to =
-        Mailbox::new(email.to_name, email.to.parse().map_err(|e| format!("the address is not usable: {e}"))?);
+    let to = Mailbox::new(
+        email.to_name,
+        email.to.parse().map_err(|e| redact(&format!("the address is not usable: {e}")))?,
+    );
     let sender = Mailbox::new(Some(email.from_name), from.email.clone());
     let mut builder = Message::builder().from(sender).to(to).subject(email.subject);
     if let Some(reply_to) = email.reply_to.and_then(|r| r.parse().ok()) {
@@ -113,29 +121,24 @@ fn build(email: Email, from: &Mailbox) -> Result<Message, String> {
 }
 
 /// SMTP 5xx is permanent (the address or message was refused); 4xx, timeouts and connection trouble
-/// are worth retrying.
+/// are worth retrying. The reason keeps the class and code, and the server's words without the
+/// address they may echo.
 fn classify(error: &SmtpError) -> Attempt {
-    let reason = format!("SMTP: {error}");
+    let class = if error.is_permanent() {
+        "refused"
+    } else if error.is_transient() {
+        "deferred"
+    } else if error.is_timeout() {
+        "timed out"
+    } else if error.is_tls() {
+        "TLS failed"
+    } else {
+        "failed"
+    };
+    let reason = format!("SMTP {class}: {}", redact(&error.to_string()));
     if error.is_permanent() {
         Attempt::Permanent { reason }
     } else {
         Attempt::Transient { reason, retry_after: None }
-    }
-}
-
-/// Writes a message file atomically (a temporary name, then a rename), so a reader never sees half.
-pub async fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Attempt {
-    let result = async {
-        tokio::fs::create_dir_all(dir).await?;
-        let temporary = dir.join(format!(".{name}.tmp"));
-        tokio::fs::write(&temporary, bytes).await?;
-        tokio::fs::rename(&temporary, dir.join(name)).await
-    }
-    .await;
-    match result {
-        Ok(()) => Attempt::Sent,
-        Err(e) => {
-            Attempt::Transient { reason: format!("writing to {}: {e}", dir.display()), retry_after: None }
-        }
     }
 }

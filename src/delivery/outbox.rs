@@ -1,10 +1,14 @@
 //! The outbox: messages queued in the same transaction as the change that causes them, claimed by a
 //! sender with a lease, and marked sent, retried with backoff, or given up.
 //!
-//! Claiming takes a lease (`lease_until`, `lease_owner`) in a short transaction. On PostgreSQL the
-//! rows are selected `FOR UPDATE SKIP LOCKED`, so instances sharing the database never claim the same
-//! row; on SQLite there is only one writer. A sender that dies loses its lease when it expires, and
-//! the row is claimed again: after a crash, every pending message is still sent.
+//! Claiming takes a lease (`lease_until`) in a short transaction and names the claim with a random
+//! `claim_token`: only that claim may record the attempt's result, so a sender whose lease ran out (and
+//! whose row was claimed again, by another instance or by itself) records nothing over the new claim.
+//! On PostgreSQL the rows are selected `FOR UPDATE SKIP LOCKED`, so instances sharing the database
+//! never claim the same row, and leases are measured on the database's clock, so instances whose
+//! clocks disagree still agree on whose lease ran out; on SQLite there is only one writer (and one
+//! machine). A sender that dies loses its lease when it expires, and the row is claimed again: after a
+//! crash, every pending message is still sent, with the same link (see [`crate::sealing`]).
 
 use std::time::Duration;
 
@@ -12,7 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, LockBehavior, LockType},
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 
 use crate::{
@@ -20,25 +24,32 @@ use crate::{
     db::Database,
     entities::{invitation, outbox_message},
     invitations::{Channel, InvitationStatus},
-    tokens,
+    sealing::Sealer,
+    tokens::{self, RawToken},
 };
 
-/// How long a claimed message belongs to its sender: far longer than one attempt can take (the SMTP
-/// timeout is 15 s), so it only runs out when the sender died.
-pub const LEASE: TimeDelta = TimeDelta::seconds(60);
 /// Attempts before a message is given up.
 pub const MAX_ATTEMPTS: i32 = 10;
 /// The first retry waits up to this long; each further retry doubles it, up to [`BACKOFF_CAP`].
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
-/// The longest wait between two attempts.
+/// The longest wait between two attempts; also the most a gateway's `Retry-After` is honoured.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(30 * 60);
+
+/// How long a claimed message belongs to its sender, for attempts bounded by `send_timeout`: twice
+/// the deadline and half a minute more for reading and recording, so a lease runs out only when its
+/// sender died, never while it is still sending.
+pub fn lease_for(send_timeout: Duration) -> TimeDelta {
+    TimeDelta::from_std(send_timeout.saturating_mul(2)).unwrap_or(TimeDelta::minutes(10))
+        + TimeDelta::seconds(30)
+}
 
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
     /// The invitation (email with two links, or SMS with the set-up link).
     Invitation,
-    /// A password-reset link.
+    /// A password-reset link: queued for whatever address was typed; the sender finds the account
+    /// (if any), mints the link and sends it, or cancels the row.
     PasswordReset,
     /// "Your password was changed".
     PasswordChanged,
@@ -65,6 +76,17 @@ impl MessageKind {
     }
 }
 
+/// The link a message carries: its token's row and its value, to be sealed into the message.
+#[derive(Clone, Copy)]
+pub struct Link<'a> {
+    /// The token's row.
+    pub token_id: &'a str,
+    /// Its value in clear (kept only sealed).
+    pub token: &'a RawToken,
+    /// The outbox key.
+    pub sealer: &'a Sealer,
+}
+
 /// A message to queue.
 pub struct NewMessage<'a> {
     /// The shop.
@@ -79,95 +101,150 @@ pub struct NewMessage<'a> {
     pub recipient: &'a str,
     /// The invitation it delivers.
     pub invitation_id: Option<&'a str>,
-    /// The token whose link it carries.
-    pub token_id: Option<&'a str>,
+    /// The link it carries.
+    pub link: Option<Link<'a>>,
 }
 
-/// Queues a message. With `leased_to`, the row starts claimed by that sender (the request that will
-/// make the first attempt itself); otherwise any worker may take it at once.
+/// Who makes a message's first attempt right away, and for how long it holds the lease.
+#[derive(Debug, Clone)]
+pub struct FirstAttempt {
+    /// The instance.
+    pub owner: String,
+    /// The lease (see [`lease_for`]).
+    pub lease: TimeDelta,
+}
+
+/// Queues a message. With `first_attempt`, the row starts claimed by that sender (the request that
+/// will make the first attempt itself); otherwise any worker may take it at once.
 pub async fn enqueue<C: ConnectionTrait>(
     conn: &C,
     new: NewMessage<'_>,
-    leased_to: Option<&str>,
+    first_attempt: Option<&FirstAttempt>,
     now: DateTime<Utc>,
 ) -> Result<outbox_message::Model, DbErr> {
+    let id = crate::random::id("msg");
+    let sealed_token = new.link.map(|link| link.sealer.seal(&id, link.token));
     let row = outbox_message::Model {
-        id: crate::random::id("msg"),
+        id,
         shop_id: new.shop_id.to_owned(),
         customer_id: new.customer_id.map(str::to_owned),
         kind: new.kind.as_str().to_owned(),
         channel: new.channel.as_str().to_owned(),
         recipient: Some(new.recipient.to_owned()),
         invitation_id: new.invitation_id.map(str::to_owned),
-        token_id: new.token_id.map(str::to_owned),
+        token_id: new.link.map(|link| link.token_id.to_owned()),
         status: "pending".to_owned(),
         attempts: 0,
         next_attempt_at: to_millis(now),
-        lease_until: leased_to.map(|_| to_millis(now + LEASE)),
-        lease_owner: leased_to.map(str::to_owned),
+        lease_until: None,
+        lease_owner: first_attempt.map(|f| f.owner.clone()),
+        claim_token: first_attempt.map(|_| crate::random::id("clm")),
+        sealed_token,
         last_error: None,
         created_at: to_millis(now),
         sent_at: None,
     };
-    outbox_message::Entity::insert(outbox_message::ActiveModel::from(row.clone()))
-        .exec_without_returning(conn)
-        .await?;
+    let mut insert = outbox_message::ActiveModel::from(row.clone());
+    if let Some(first) = first_attempt {
+        insert.lease_until = sea_orm::ActiveValue::NotSet;
+        outbox_message::Entity::insert(insert).exec_without_returning(conn).await?;
+        // The lease is set on the lease clock (the database's on PostgreSQL).
+        outbox_message::Entity::update_many()
+            .col_expr(
+                outbox_message::Column::LeaseUntil,
+                lease_until(conn.get_database_backend(), first.lease, now),
+            )
+            .filter(outbox_message::Column::Id.eq(row.id.as_str()))
+            .exec(conn)
+            .await?;
+    } else {
+        outbox_message::Entity::insert(insert).exec_without_returning(conn).await?;
+    }
     Ok(row)
 }
 
-fn due(now: DateTime<Utc>) -> Condition {
-    let now = to_millis(now);
+/// "Now" in milliseconds on the clock that judges leases: the database's on PostgreSQL, the
+/// service's on SQLite.
+fn lease_clock(backend: DbBackend, now: DateTime<Utc>) -> Expr {
+    match backend {
+        DbBackend::Postgres => Expr::cust("(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint"),
+        _ => Expr::value(to_millis(now)),
+    }
+}
+
+fn lease_until(backend: DbBackend, lease: TimeDelta, now: DateTime<Utc>) -> Expr {
+    lease_clock(backend, now).add(lease.num_milliseconds())
+}
+
+fn due(backend: DbBackend, now: DateTime<Utc>) -> Condition {
     Condition::all()
         .add(outbox_message::Column::Status.eq("pending"))
-        .add(outbox_message::Column::NextAttemptAt.lte(now))
+        .add(outbox_message::Column::NextAttemptAt.lte(to_millis(now)))
         .add(
             Condition::any()
                 .add(outbox_message::Column::LeaseUntil.is_null())
-                .add(outbox_message::Column::LeaseUntil.lt(now)),
+                .add(Expr::col(outbox_message::Column::LeaseUntil).lt(lease_clock(backend, now))),
         )
 }
 
 /// Whether any message is due (a cheap read, so an idle worker does not take the write lock).
 pub async fn any_due(db: &Database, now: DateTime<Utc>) -> Result<bool, DbErr> {
-    Ok(outbox_message::Entity::find().filter(due(now)).one(db.conn()).await?.is_some())
+    Ok(outbox_message::Entity::find().filter(due(db.backend(), now)).one(db.conn()).await?.is_some())
 }
 
-/// Claims up to `limit` due messages for `owner`.
+/// Claims up to `limit` due messages for `owner`, each with a lease of `lease` and a new claim token.
 pub async fn claim_due(
     db: &Database,
     owner: &str,
     limit: u64,
+    lease: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<Vec<outbox_message::Model>, DbErr> {
     let owner = owner.to_owned();
     db.write(move |txn| {
         Box::pin(async move {
+            let backend = txn.get_database_backend();
             let mut select = outbox_message::Entity::find()
-                .filter(due(now))
+                .filter(due(backend, now))
                 .order_by_asc(outbox_message::Column::NextAttemptAt)
                 .limit(limit);
-            if txn.get_database_backend() == DbBackend::Postgres {
+            if backend == DbBackend::Postgres {
                 select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
             }
             let mut rows = select.all(txn).await?;
             if rows.is_empty() {
                 return Ok(rows);
             }
-            let lease_until = to_millis(now + LEASE);
+            let claim = crate::random::id("clm");
             outbox_message::Entity::update_many()
-                .col_expr(outbox_message::Column::LeaseUntil, Expr::value(lease_until))
+                .col_expr(outbox_message::Column::LeaseUntil, lease_until(backend, lease, now))
                 .col_expr(outbox_message::Column::LeaseOwner, Expr::value(owner.clone()))
+                .col_expr(outbox_message::Column::ClaimToken, Expr::value(claim.clone()))
                 .filter(outbox_message::Column::Id.is_in(rows.iter().map(|r| r.id.clone())))
                 .exec(txn)
                 .await?;
             for row in &mut rows {
-                row.lease_until = Some(lease_until);
                 row.lease_owner = Some(owner.clone());
+                row.claim_token = Some(claim.clone());
             }
             Ok(rows)
         })
     })
     .await
+}
+
+/// Gives up the leases `owner` still holds (at shutdown, for sends abandoned in flight), so another
+/// instance may send those messages at once, with the same link.
+pub async fn release_leases<C: ConnectionTrait>(conn: &C, owner: &str) -> Result<u64, DbErr> {
+    let result = outbox_message::Entity::update_many()
+        .col_expr(outbox_message::Column::LeaseUntil, Expr::value(Option::<i64>::None))
+        .col_expr(outbox_message::Column::ClaimToken, Expr::value(Option::<String>::None))
+        .filter(outbox_message::Column::LeaseOwner.eq(owner))
+        .filter(outbox_message::Column::Status.eq("pending"))
+        .filter(outbox_message::Column::ClaimToken.is_not_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// The result of one attempt.
@@ -215,15 +292,17 @@ pub fn backoff(attempts: i32, retry_after: Option<Duration>) -> Duration {
     let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
     let ceiling = BACKOFF_BASE.saturating_mul(2u32.saturating_pow(exponent)).min(BACKOFF_CAP);
     let random = u64::from_le_bytes(crate::random::bytes::<8>());
-    let jittered = Duration::from_millis(random % (ceiling.as_millis() as u64 + 1));
-    jittered.max(retry_after.unwrap_or_default())
+    let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX - 1);
+    let jittered = Duration::from_millis(random % (ceiling_ms + 1));
+    // A gateway's wish is honoured up to the cap: whatever it says, the message is tried again.
+    jittered.max(retry_after.unwrap_or_default().min(BACKOFF_CAP))
 }
 
-/// Records an attempt on a message leased by `owner`, and what it means for its invitation.
+/// Records an attempt on a message under the claim it was made with (`message.claim_token`), and
+/// what it means for its invitation.
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     message: &outbox_message::Model,
-    owner: &str,
     attempt: &Attempt,
     now: DateTime<Utc>,
 ) -> Result<Recorded, DbErr> {
@@ -238,7 +317,8 @@ pub async fn record<C: ConnectionTrait>(
         }
         Attempt::Transient { reason, retry_after } => {
             let wait = TimeDelta::from_std(backoff(attempts, *retry_after)).unwrap_or(TimeDelta::minutes(30));
-            ("pending", Recorded::Retrying(now + wait), Some(reason.clone()))
+            let at = now.checked_add_signed(wait).unwrap_or(now);
+            ("pending", Recorded::Retrying(at), Some(reason.clone()))
         }
     };
     let finished = status != "pending";
@@ -247,21 +327,27 @@ pub async fn record<C: ConnectionTrait>(
         .col_expr(outbox_message::Column::Attempts, Expr::value(attempts))
         .col_expr(outbox_message::Column::LastError, Expr::value(error))
         .col_expr(outbox_message::Column::LeaseUntil, Expr::value(Option::<i64>::None))
-        .col_expr(outbox_message::Column::LeaseOwner, Expr::value(Option::<String>::None));
+        .col_expr(outbox_message::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(outbox_message::Column::ClaimToken, Expr::value(Option::<String>::None));
     if let Recorded::Retrying(at) = &recorded {
         update = update.col_expr(outbox_message::Column::NextAttemptAt, Expr::value(to_millis(*at)));
     }
     if finished {
-        // A finished message keeps no address: only that it happened.
-        update = update.col_expr(outbox_message::Column::Recipient, Expr::value(Option::<String>::None));
+        // A finished message keeps no address and no link: only that it happened.
+        update = update
+            .col_expr(outbox_message::Column::Recipient, Expr::value(Option::<String>::None))
+            .col_expr(outbox_message::Column::SealedToken, Expr::value(Option::<String>::None));
     }
     if recorded == Recorded::Sent {
         update = update.col_expr(outbox_message::Column::SentAt, Expr::value(to_millis(now)));
     }
+    let Some(claim) = message.claim_token.as_deref() else {
+        return Ok(Recorded::LeaseLost);
+    };
     let result = update
         .filter(outbox_message::Column::Id.eq(message.id.as_str()))
         .filter(outbox_message::Column::Status.eq("pending"))
-        .filter(outbox_message::Column::LeaseOwner.eq(owner))
+        .filter(outbox_message::Column::ClaimToken.eq(claim))
         .exec(conn)
         .await?;
     if result.rows_affected == 0 {
@@ -334,5 +420,24 @@ mod tests {
         let draws: std::collections::HashSet<_> = (0..50).map(|_| backoff(5, None)).collect();
         assert!(draws.len() > 1);
         assert!(backoff(1, Some(Duration::from_secs(120))) >= Duration::from_secs(120));
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_held_to_the_cap() {
+        for absurd in [Duration::from_secs(10_000_000_000_000), Duration::MAX] {
+            assert_eq!(backoff(1, Some(absurd)), BACKOFF_CAP);
+        }
+        for attempts in [i32::MIN, -1, 0, i32::MAX] {
+            assert!(backoff(attempts, None) <= BACKOFF_CAP);
+        }
+    }
+
+    #[test]
+    fn a_lease_outlasts_the_send_deadline() {
+        for secs in [1, 30, 120] {
+            let deadline = Duration::from_secs(secs);
+            assert!(lease_for(deadline) > TimeDelta::from_std(deadline).unwrap() * 2);
+        }
+        assert!(lease_for(Duration::MAX) > TimeDelta::zero());
     }
 }

@@ -1,8 +1,12 @@
 //! One attempt to deliver one outbox message: gather what it says from the database as it is now,
-//! render it, hand it to the mail server or SMS gateway, and record the result.
+//! render it, hand it to the mail server or SMS gateway within the send deadline, and record the
+//! result under the claim the attempt was made with.
 
-use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    sea_query::Expr,
+};
 
 use super::{
     Composed,
@@ -12,51 +16,74 @@ use super::{
 use crate::{
     app::AppState,
     clock::from_millis,
+    clock::to_millis,
     domain::TimeZone,
     entities::{customer, invitation, outbox_message, portal_account, shop, token},
     invitations::{Channel, InvitationStatus},
     links,
-    tokens::{self, RawToken},
+    tokens::{self, NewToken, Purpose, RawToken},
 };
+
+/// Reset links sent for one account within an hour, at most.
+pub const RESETS_PER_HOUR: u64 = 3;
 
 /// Makes one attempt at `message` (leased to this instance) and records it. `token` is the link's
 /// token in clear when the caller just issued it; otherwise the token gets a fresh value first.
 pub async fn attempt(state: &AppState, message: &outbox_message::Model, token: Option<RawToken>) -> Recorded {
-    let composed = match prepare(state, message, token).await {
+    let mut message = message.clone();
+    let composed = match prepare(state, &mut message, token).await {
         Ok(composed) => composed,
         Err(Prepared::Stop(attempt)) => {
-            return record(state, message, attempt).await;
+            return record(state, &message, attempt).await;
         }
         Err(Prepared::Db(e)) => {
             return record(
                 state,
-                message,
+                &message,
                 Attempt::Transient { reason: format!("database: {e}"), retry_after: None },
             )
             .await;
         }
     };
-    let result = transmit(state, composed, &message.id).await;
-    record(state, message, result).await
+    let result = transmit(state, composed, &message).await;
+    record(state, &message, result).await
 }
 
-/// Hands a rendered message to the mail server or SMS gateway.
-pub async fn transmit(state: &AppState, composed: Composed, message_id: &str) -> Attempt {
-    match composed {
-        Composed::Email(email) => state.delivery.mailer.send(*email, message_id).await,
-        Composed::Sms { to, body } => state.delivery.sms.send(&to, &body, message_id).await,
+/// Hands a rendered message to the mail server or SMS gateway, bounded as a whole by the send
+/// deadline (`PORTAL_SEND_TIMEOUT`): connect, greeting, every command and the data for SMTP; the
+/// whole request and answer for the gateway. Past the deadline the exchange is dropped (its
+/// connection closed, never reused) and the attempt counts as transient: the retry sends the same
+/// link.
+pub async fn transmit(state: &AppState, composed: Composed, message: &outbox_message::Model) -> Attempt {
+    let deadline = state.delivery.send_timeout;
+    let file = super::files::MessageFile::of(message);
+    let exchange = async {
+        match composed {
+            Composed::Email(email) => state.delivery.mailer.send(*email, &file).await,
+            Composed::Sms { to, body } => state.delivery.sms.send(&to, &body, &file).await,
+        }
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Ok(attempt) => attempt,
+        Err(_) => Attempt::Transient {
+            reason: format!(
+                "no complete answer within {} s (PORTAL_SEND_TIMEOUT); the outcome is unknown, so it will be \
+                 sent again with the same link",
+                deadline.as_secs()
+            ),
+            retry_after: None,
+        },
     }
 }
 
 /// Records an attempt in a transaction of its own.
 pub async fn record(state: &AppState, message: &outbox_message::Model, attempt: Attempt) -> Recorded {
-    let owner = state.delivery.instance.clone();
     let now = state.clock.now();
     let row = message.clone();
     let logged = attempt.clone();
     let recorded = state
         .db
-        .write(move |txn| Box::pin(async move { outbox::record(txn, &row, &owner, &attempt, now).await }))
+        .write(move |txn| Box::pin(async move { outbox::record(txn, &row, &attempt, now).await }))
         .await;
     log(message, &logged, &recorded);
     recorded.unwrap_or(Recorded::LeaseLost)
@@ -105,7 +132,7 @@ fn cancel(reason: &str) -> Prepared {
 
 async fn prepare(
     state: &AppState,
-    message: &outbox_message::Model,
+    message: &mut outbox_message::Model,
     token: Option<RawToken>,
 ) -> Result<Composed, Prepared> {
     let conn = state.db.conn();
@@ -124,8 +151,7 @@ async fn prepare(
             let (shop, customer, account) =
                 load_people(conn, &invitation.shop_id, &invitation.customer_id, &invitation.account_id)
                     .await?;
-            let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
-            let (raw, expires_at) = token_for_attempt(state, token_id, token).await?;
+            let (raw, expires_at) = token_for_attempt(state, message, token).await?;
             compose_invitation(
                 state,
                 &shop,
@@ -139,6 +165,10 @@ async fn prepare(
             .map_err(|e| Prepared::Stop(Attempt::Transient { reason: e.to_string(), retry_after: None }))
         }
         Some(MessageKind::PasswordReset) => {
+            let token = match (message.token_id.is_none(), token) {
+                (true, _) => Some(mint_reset_link(state, message).await?),
+                (false, given) => given,
+            };
             let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
             let row =
                 token::Entity::find_by_id(token_id).one(conn).await?.ok_or_else(|| cancel("token gone"))?;
@@ -148,7 +178,8 @@ async fn prepare(
                 .ok_or_else(|| cancel("account gone"))?;
             let (shop, customer, account) =
                 load_people(conn, &account.shop_id, &account.customer_id, &account.id).await?;
-            let (raw, expires_at) = token_for_attempt(state, token_id, token).await?;
+            let recipient = message.recipient.clone().ok_or_else(|| cancel("no recipient"))?;
+            let (raw, expires_at) = token_for_attempt(state, message, token).await?;
             let context = messages::ResetContext {
                 lang: shop.locale.clone(),
                 shop_name: shop.name.clone(),
@@ -233,20 +264,28 @@ async fn load_people<C: ConnectionTrait>(
     Ok((shop, customer, account))
 }
 
-/// The token in clear for this attempt: the one just issued, or a fresh value for the stored token.
+/// The token in clear for this attempt: the one just issued, else the one sealed in the row (the
+/// same link every attempt). A row queued before links were sealed gets a fresh value instead.
 async fn token_for_attempt(
     state: &AppState,
-    token_id: &str,
+    message: &outbox_message::Model,
     given: Option<RawToken>,
 ) -> Result<(RawToken, DateTime<Utc>), Prepared> {
+    let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
     let row = token::Entity::find_by_id(token_id)
         .one(state.db.conn())
         .await?
         .ok_or_else(|| cancel("token gone"))?;
-    let raw = match given {
-        Some(raw) => raw,
-        None => {
-            let now = state.clock.now();
+    let now = state.clock.now();
+    if !(row.used_at.is_none() && row.revoked_at.is_none() && row.expires_at > to_millis(now)) {
+        return Err(cancel("the link was used, revoked or expired before it could be sent"));
+    }
+    let raw = match (given, message.sealed_token.as_deref()) {
+        (Some(raw), _) => raw,
+        (None, Some(sealed)) => state.keys.outbox.open(&message.id, sealed).ok_or_else(|| {
+            cancel("the sealed link cannot be opened (altered, or sealed under another key)")
+        })?,
+        (None, None) => {
             let id = token_id.to_owned();
             state
                 .db
@@ -256,6 +295,92 @@ async fn token_for_attempt(
         }
     };
     Ok((raw, from_millis(row.expires_at)))
+}
+
+/// A reset asked for on `/forgot` names only the address that was typed. The sender decides, so the
+/// page does the same work whether or not the address has an account: the account of the shop with
+/// that username, if any and if it has had fewer than [`RESETS_PER_HOUR`] links in the last hour,
+/// gets a reset token, sealed into this row, which then goes to the customer's email; otherwise the
+/// row is cancelled. All under this attempt's claim.
+async fn mint_reset_link(
+    state: &AppState,
+    message: &mut outbox_message::Model,
+) -> Result<RawToken, Prepared> {
+    let now = state.clock.now();
+    let ttl = TimeDelta::from_std(state.settings.portal.reset_ttl).unwrap_or(TimeDelta::hours(1));
+    let row = message.clone();
+    let keys = state.keys.clone();
+    let minted = state
+        .db
+        .write(move |txn| {
+            Box::pin(async move {
+                let typed = row.recipient.as_deref().unwrap_or_default();
+                let mut find = portal_account::Entity::find()
+                    .filter(portal_account::Column::ShopId.eq(row.shop_id.as_str()))
+                    .filter(portal_account::Column::Username.eq(typed));
+                if txn.get_database_backend() == DbBackend::Postgres {
+                    // Requests for one account are decided one at a time, so the hourly cap holds
+                    // when several are attempted at once (SQLite has its single writer).
+                    find = find.lock_exclusive();
+                }
+                let Some(account) = find.one(txn).await? else {
+                    return Ok(Err("no portal account has the address that was typed"));
+                };
+                let recent = token::Entity::find()
+                    .filter(token::Column::AccountId.eq(account.id.as_str()))
+                    .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
+                    .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
+                    .count(txn)
+                    .await?;
+                if recent >= RESETS_PER_HOUR {
+                    return Ok(Err("reset links for this account are capped for this hour"));
+                }
+                let (token_id, raw) = tokens::issue(
+                    txn,
+                    NewToken {
+                        shop_id: &row.shop_id,
+                        account_id: &account.id,
+                        purpose: Purpose::Reset,
+                        invitation_id: None,
+                        expires_at: now + ttl,
+                    },
+                    now,
+                )
+                .await?;
+                let customer =
+                    customer::Entity::find_by_id((row.shop_id.clone(), account.customer_id.clone()))
+                        .one(txn)
+                        .await?;
+                let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| account.username.clone());
+                let sealed = keys.outbox.seal(&row.id, &raw);
+                let updated = outbox_message::Entity::update_many()
+                    .col_expr(outbox_message::Column::TokenId, Expr::value(token_id.clone()))
+                    .col_expr(outbox_message::Column::SealedToken, Expr::value(sealed.clone()))
+                    .col_expr(outbox_message::Column::CustomerId, Expr::value(account.customer_id.clone()))
+                    .col_expr(outbox_message::Column::Recipient, Expr::value(recipient.clone()))
+                    .filter(outbox_message::Column::Id.eq(row.id.as_str()))
+                    .filter(outbox_message::Column::Status.eq("pending"))
+                    .filter(outbox_message::Column::ClaimToken.eq(row.claim_token.clone()))
+                    .exec(txn)
+                    .await?;
+                if updated.rows_affected != 1 {
+                    // Lost the claim: roll back, the new claim's holder decides.
+                    return Err(DbErr::Custom("the claim on the reset request was lost".into()));
+                }
+                Ok(Ok((token_id, raw, account.customer_id, recipient, sealed)))
+            })
+        })
+        .await?;
+    match minted {
+        Ok((token_id, raw, customer_id, recipient, sealed)) => {
+            message.token_id = Some(token_id);
+            message.customer_id = Some(customer_id);
+            message.recipient = Some(recipient);
+            message.sealed_token = Some(sealed);
+            Ok(raw)
+        }
+        Err(reason) => Err(cancel(reason)),
+    }
 }
 
 /// Renders the invitation for `recipient` with the link's token in clear.

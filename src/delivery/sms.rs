@@ -4,13 +4,18 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, header::RETRY_AFTER};
 
-use super::{email::write_file, outbox::Attempt};
+use super::{
+    files::MessageFile,
+    outbox::{Attempt, BACKOFF_CAP},
+    redact::redact,
+};
 use crate::config::{Secret, TwilioSettings};
 
-/// How long one call to the gateway may take.
-pub const GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a gateway's error answer that is read: its explanation is a sentence, not a novel.
+const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// Where SMS go.
 pub enum SmsGateway {
@@ -36,13 +41,18 @@ pub enum SmsGateway {
 
 impl SmsGateway {
     /// From the settings.
-    pub fn new(settings: Option<&TwilioSettings>, outbox_dir: PathBuf) -> Result<Self, String> {
+    /// `deadline` bounds each whole request, answer included.
+    pub fn new(
+        settings: Option<&TwilioSettings>,
+        outbox_dir: PathBuf,
+        deadline: Duration,
+    ) -> Result<Self, String> {
         let Some(twilio) = settings else {
             return Ok(Self::Files { dir: outbox_dir });
         };
         let client = reqwest::Client::builder()
-            .timeout(GATEWAY_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
+            .timeout(deadline)
+            .connect_timeout(deadline.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| format!("cannot build the HTTP client for SMS: {e}"))?;
         let endpoint = format!(
@@ -72,11 +82,11 @@ impl SmsGateway {
         }
     }
 
-    /// Sends one SMS; `id` names the file in file mode.
-    pub async fn send(&self, to: &str, body: &str, id: &str) -> Attempt {
+    /// Sends one SMS; `file` says where it goes in file mode.
+    pub async fn send(&self, to: &str, body: &str, file: &MessageFile) -> Attempt {
         match self {
             Self::Files { dir } => {
-                write_file(dir, &format!("{id}.sms"), format!("To: {to}\n\n{body}\n").as_bytes()).await
+                super::files::write(&file.path(dir, "sms"), format!("To: {to}\n\n{body}\n").as_bytes()).await
             }
             Self::Twilio { client, endpoint, account_sid, auth_token, from } => {
                 let response = client
@@ -86,9 +96,9 @@ impl SmsGateway {
                     .send()
                     .await;
                 match response {
-                    Ok(response) => classify(response).await,
+                    Ok(response) => classify(response, Utc::now()).await,
                     Err(e) => Attempt::Transient {
-                        reason: format!("SMS gateway unreachable: {e}"),
+                        reason: format!("SMS gateway unreachable: {}", transport_error(&e)),
                         retry_after: None,
                     },
                 }
@@ -97,9 +107,24 @@ impl SmsGateway {
     }
 }
 
-/// 2xx accepted; 429 and 5xx retried (honouring `Retry-After`); any other 4xx refused for good (an
-/// invalid number, for example).
-async fn classify(response: reqwest::Response) -> Attempt {
+/// What went wrong on the way, without the URL (it names the account).
+fn transport_error(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_body() || error.is_decode() {
+        "the answer was cut off"
+    } else {
+        "the request failed"
+    }
+}
+
+/// 2xx accepted; 429 and 5xx retried (honouring `Retry-After`, up to the retry cap); any other 4xx
+/// refused for good (an invalid number, for example). Anything the gateway says is untrusted: the
+/// body is read up to a limit, its explanation is redacted, and a status outside 2xx-5xx counts as
+/// a transient failure.
+async fn classify(response: reqwest::Response, now: DateTime<Utc>) -> Attempt {
     let status = response.status();
     if status.is_success() {
         return Attempt::Sent;
@@ -108,20 +133,106 @@ async fn classify(response: reqwest::Response) -> Attempt {
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    // The gateway's own explanation, e.g. "The 'To' number is not a valid phone number."
-    let detail = response
-        .json::<serde_json::Value>()
-        .await
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_default();
-    let reason =
-        format!("SMS gateway answered {status}{}{detail}", if detail.is_empty() { "" } else { ": " });
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        .and_then(|v| parse_retry_after(v, now));
+    let body = read_limited(response).await;
+    let reason = explain(status, &body);
+    if status == StatusCode::TOO_MANY_REQUESTS || !status.is_client_error() {
         Attempt::Transient { reason, retry_after }
     } else {
         Attempt::Permanent { reason }
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    body
+}
+
+/// The reason recorded for a gateway's refusal: its status, its error code and its own explanation
+/// ("The 'To' number is not a valid phone number."), without any number or address it echoes.
+pub fn explain(status: StatusCode, body: &[u8]) -> String {
+    let answer = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let field = |name: &str| answer.as_ref().and_then(|v| v.get(name)).cloned();
+    let message = field("message").and_then(|m| m.as_str().map(|m| m.chars().take(300).collect::<String>()));
+    let code = field("code").and_then(|c| c.as_i64());
+    let mut reason = format!("SMS gateway answered {status}");
+    if let Some(message) = message.filter(|m| !m.trim().is_empty()) {
+        reason.push_str(": ");
+        reason.push_str(&redact(&message));
+    }
+    if let Some(code) = code {
+        reason.push_str(&format!(" (error {code})"));
+    }
+    reason
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, as a wait from `now`, held
+/// to [`BACKOFF_CAP`] whatever it says. `None` for anything else.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "a very long time".
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = DateTime::parse_from_rfc2822(value).ok()?.to_utc();
+        (at - now).to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(BACKOFF_CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().to_utc()
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_held_to_the_cap() {
+        assert_eq!(parse_retry_after("120", now()), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 ", now()), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("10000000000000", now()), Some(BACKOFF_CAP));
+        assert_eq!(parse_retry_after(&"9".repeat(400), now()), Some(BACKOFF_CAP));
+        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 10:02:00 GMT", now()), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Sun, 22 Nov 2026 10:00:00 GMT", now()), Some(Duration::ZERO), "past");
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now()), Some(BACKOFF_CAP));
+        for bad in ["", "-5", "1.5", "soon", "+3", "0x10"] {
+            assert_eq!(parse_retry_after(bad, now()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_code_and_words_but_not_the_number() {
+        let body = br#"{"code": 21211, "message": "The 'To' number +61412345678 is not a valid phone number.", "status": 400}"#;
+        let reason = explain(StatusCode::BAD_REQUEST, body);
+        assert_eq!(
+            reason,
+            "SMS gateway answered 400 Bad Request: The 'To' number [number] is not a valid phone number. (error 21211)"
+        );
+        assert_eq!(
+            explain(StatusCode::BAD_GATEWAY, b"<html>nonsense"),
+            "SMS gateway answered 502 Bad Gateway"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_retry_after_or_answer_is_handled_without_panic(value in "\\PC{0,60}", body in proptest::collection::vec(any::<u8>(), 0..300), status in 100u16..600) {
+            if let Some(wait) = parse_retry_after(&value, now()) {
+                prop_assert!(wait <= BACKOFF_CAP);
+            }
+            let status = StatusCode::from_u16(status).unwrap();
+            let _ = explain(status, &body);
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The background sender: claims due outbox messages in small batches and attempts them, until none
 //! is due; then sleeps until woken (a message queued, the clock moved) or the poll interval passes.
+//! Once a stop is asked for, it claims nothing more; the attempts under way are tracked in
+//! [`super::Delivery::in_flight`], for the shutdown to wait on.
 
 use std::time::Duration;
 
@@ -17,7 +19,10 @@ const BATCH: u64 = 16;
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut clock_moved = state.clock.watch();
     loop {
-        drain(&state).await;
+        if *stop.borrow() {
+            return;
+        }
+        drain(&state, &stop).await;
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = state.delivery.wake.notified() => {}
@@ -27,9 +32,12 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Attempts every message that is due now.
-pub async fn drain(state: &AppState) {
+/// Attempts every message that is due now, unless a stop is asked for meanwhile.
+pub async fn drain(state: &AppState, stop: &watch::Receiver<bool>) {
     loop {
+        if *stop.borrow() {
+            return;
+        }
         let now = state.clock.now();
         match outbox::any_due(&state.db, now).await {
             Ok(true) => {}
@@ -39,7 +47,8 @@ pub async fn drain(state: &AppState) {
                 return;
             }
         }
-        let claimed = match outbox::claim_due(&state.db, &state.delivery.instance, BATCH, now).await {
+        let (instance, lease) = (&state.delivery.instance, state.delivery.lease);
+        let claimed = match outbox::claim_due(&state.db, instance, BATCH, lease, now).await {
             Ok(rows) if rows.is_empty() => return,
             Ok(rows) => rows,
             Err(e) => {
@@ -47,7 +56,26 @@ pub async fn drain(state: &AppState) {
                 return;
             }
         };
-        let attempts = claimed.iter().map(|message| send::attempt(state, message, None));
-        futures_util::future::join_all(attempts).await;
+        let attempts: Vec<_> = claimed
+            .into_iter()
+            .map(|message| {
+                let state = state.clone();
+                state
+                    .delivery
+                    .in_flight
+                    .clone()
+                    .spawn(async move { send::attempt(&state, &message, None).await })
+            })
+            .collect();
+        // A panic in one attempt is that attempt's alone: its lease runs out and it is tried again.
+        for attempt in attempts {
+            if let Err(error) = attempt.await
+                && error.is_panic()
+            {
+                tracing::error!(
+                    "a delivery attempt panicked; its message will be tried again when its lease ends"
+                );
+            }
+        }
     }
 }

@@ -33,6 +33,10 @@ pub struct Model {
     pub lease_until: Option<i64>,
     /// Which instance holds the lease.
     pub lease_owner: Option<String>,
+    /// The claim that holds the lease: only it may record the attempt's result.
+    pub claim_token: Option<String>,
+    /// The link's token, sealed with the outbox key, until the message is finished.
+    pub sealed_token: Option<String>,
     /// The last failure, for operators.
     pub last_error: Option<String>,
     /// Queued.

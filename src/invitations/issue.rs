@@ -10,9 +10,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set
 use super::{Channel, InvitationStatus};
 use crate::{
     clock::to_millis,
-    delivery::outbox::{self, MessageKind, NewMessage},
+    delivery::outbox::{self, FirstAttempt, Link, MessageKind, NewMessage},
     domain::EmailAddress,
     entities::{invitation, outbox_message, portal_account},
+    sealing::Sealer,
     tokens::{self, NewToken, Purpose, RawToken},
 };
 
@@ -35,7 +36,9 @@ pub struct IssueRequest<'a> {
     /// How long the set-up link works.
     pub ttl: Duration,
     /// The instance that will make the first delivery attempt itself (it holds the row's lease).
-    pub first_attempt_by: &'a str,
+    pub first_attempt: &'a FirstAttempt,
+    /// Seals the set-up link into the outbox row, so every attempt sends the same link.
+    pub sealer: &'a Sealer,
 }
 
 /// What was issued.
@@ -102,9 +105,9 @@ pub async fn issue_invitation<C: ConnectionTrait>(
             channel: request.channel,
             recipient: request.recipient,
             invitation_id: Some(&invitation.id),
-            token_id: Some(&token_id),
+            link: Some(Link { token_id: &token_id, token: &token, sealer: request.sealer }),
         },
-        Some(request.first_attempt_by),
+        Some(request.first_attempt),
         now,
     )
     .await?;

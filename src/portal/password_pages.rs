@@ -11,9 +11,7 @@ use poem::{
     http::StatusCode,
     web::{Data, Path},
 };
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -30,11 +28,8 @@ use crate::{
     entities::{customer, portal_account, shop, token},
     invitations::Channel,
     links,
-    tokens::{self, NewToken, Purpose},
+    tokens::{self, Purpose},
 };
-
-/// Reset links asked for one account within an hour, at most.
-pub const RESETS_PER_HOUR: u64 = 3;
 
 #[derive(Serialize)]
 struct PasswordPage {
@@ -241,7 +236,7 @@ async fn save(
                                 channel: Channel::Email,
                                 recipient: &recipient,
                                 invitation_id: None,
-                                token_id: None,
+                                link: None,
                             },
                             None,
                             now,
@@ -444,58 +439,26 @@ pub async fn forgot_submit(
     respond(state, result)
 }
 
-/// Queues a reset link for the account with this email, if there is one and it has not had
-/// [`RESETS_PER_HOUR`] links in the last hour. The link's token gets its value when the email is sent.
+/// Queues a reset for whatever address was typed: one outbox row, whether or not an account has
+/// that address, so the page does the same work either way. The sender finds the account, applies
+/// the hourly cap and mints the link, or cancels the row (see `delivery::send`).
 async fn queue_reset<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     email: &EmailAddress,
-    ttl: TimeDelta,
+    _ttl: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<bool, PortalError> {
-    let Some(account) = portal_account::Entity::find()
-        .filter(portal_account::Column::ShopId.eq(shop_id))
-        .filter(portal_account::Column::Username.eq(email.normalized()))
-        .one(conn)
-        .await?
-    else {
-        return Ok(false);
-    };
-    let recent = token::Entity::find()
-        .filter(token::Column::AccountId.eq(account.id.as_str()))
-        .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
-        .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
-        .count(conn)
-        .await?;
-    if recent >= RESETS_PER_HOUR {
-        tracing::info!(%shop_id, account_id = %account.id, "reset links capped for this hour");
-        return Ok(false);
-    }
-    let (token_id, _unsent) = tokens::issue(
-        conn,
-        NewToken {
-            shop_id,
-            account_id: &account.id,
-            purpose: Purpose::Reset,
-            invitation_id: None,
-            expires_at: now + ttl,
-        },
-        now,
-    )
-    .await?;
-    let customer =
-        customer::Entity::find_by_id((shop_id.to_owned(), account.customer_id.clone())).one(conn).await?;
-    let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| email.as_str().to_owned());
     outbox::enqueue(
         conn,
         NewMessage {
             shop_id,
-            customer_id: Some(&account.customer_id),
+            customer_id: None,
             kind: MessageKind::PasswordReset,
             channel: Channel::Email,
-            recipient: &recipient,
+            recipient: &email.normalized(),
             invitation_id: None,
-            token_id: Some(&token_id),
+            link: None,
         },
         None,
         now,

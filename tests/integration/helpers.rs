@@ -320,6 +320,25 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).unwrap()
     }
 
+    /// Every message file written to the outbox folder (`<shop>/<customer>/<message>.eml|.sms`),
+    /// sorted by path.
+    pub fn outbox_files(&self) -> Vec<std::path::PathBuf> {
+        fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else if path.extension().is_some_and(|e| e == "eml" || e == "sms") {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&self.outbox_dir, &mut found);
+        found.sort();
+        found
+    }
+
     /// Moves the service's clock.
     pub fn advance(&self, by: TimeDelta) {
         self.clock.advance(by);
@@ -466,10 +485,16 @@ pub struct Stack {
 impl Stack {
     /// Starts all three, with a gold shop `shop_1` installed.
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, Vec::new()).await
+    }
+
+    /// Like [`Stack::start`], with extra settings (`PORTAL_…` names).
+    pub async fn start_with(backend: Backend, settings: Vec<(&str, &str)>) -> Self {
         let smtp = crate::smtp::SmtpSink::start().await;
         let sms = crate::sms_gateway::FakeGateway::start().await;
         let mut env = sms.settings();
         env.push(("PORTAL_SMTP_URL".into(), smtp.url()));
+        env.extend(settings.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
         let app = TestApp::spawn_with(backend, Options { env, ..Options::default() })
             .await
             .expect("backend available");

@@ -333,8 +333,7 @@ async fn without_a_server_or_gateway_messages_are_written_to_the_outbox_folder()
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_sent");
     let partner = customer("cus_2", Some("ola@example.com"), Some("+61400000001"), 1);
     assert_eq!(code(&app.submit("shop_1", &partner, "int_2", "sms").await), "invitation_sent");
-    let mut files: Vec<_> = std::fs::read_dir(&app.outbox_dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
+    let files = app.outbox_files();
     let eml: Vec<_> = files.iter().filter(|p| p.extension().is_some_and(|e| e == "eml")).collect();
     let sms: Vec<_> = files.iter().filter(|p| p.extension().is_some_and(|e| e == "sms")).collect();
     assert_eq!((eml.len(), sms.len()), (1, 1), "{files:?}");
@@ -359,7 +358,7 @@ async fn a_template_override_changes_the_message_and_a_broken_one_stops_the_star
     let app = TestApp::spawn_with(Backend::Sqlite, Options { env, ..Options::default() }).await.unwrap();
     app.deliver(&installed("shop_1", 1)).await;
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "sms").await), "invitation_sent");
-    let sms = std::fs::read_dir(&app.outbox_dir).unwrap().next().unwrap().unwrap().path();
+    let sms = app.outbox_files().into_iter().next().unwrap();
     assert!(std::fs::read_to_string(sms).unwrap().contains("Southside Auto Care says hi: "));
 
     // A variable the message does not have: the service refuses to start, naming file and setting.

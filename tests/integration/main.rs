@@ -4,6 +4,7 @@
 
 mod browser;
 mod delivery;
+mod faults;
 mod helpers;
 mod html;
 mod invitations;

@@ -33,6 +33,10 @@ pub enum Reply {
     TooManyRequests(u64),
     /// 500.
     ServerError,
+    /// 429 with this exact `Retry-After` value, however absurd.
+    RetryAfter(&'static str),
+    /// 200 with a body that is not the API's (a proxy's page, say): accepted all the same.
+    Nonsense(u16),
 }
 
 /// An SMS the gateway accepted.
@@ -111,6 +115,15 @@ fn messages(
         Reply::ServerError => {
             json(StatusCode::INTERNAL_SERVER_ERROR, r#"{"message": "internal error", "status": 500}"#)
         }
+        Reply::RetryAfter(value) => {
+            let mut response = json(StatusCode::TOO_MANY_REQUESTS, r#"{"code": 20429, "status": 429}"#);
+            response.headers_mut().insert("retry-after", value.parse().unwrap());
+            response
+        }
+        Reply::Nonsense(status) => Response::builder()
+            .status(StatusCode::from_u16(status).unwrap())
+            .content_type("text/html")
+            .body("<html><body>\u{0}\u{fffd} 0123456789 not json {{{".to_owned()),
     }
 }
 

@@ -1,6 +1,9 @@
 //! A real SMTP server for the tests (and the benchmark), on TCP: the `mailin` SMTP library does the protocol, this file
 //! only moves bytes and keeps what arrived. Tests can make it refuse recipients (5xx or 4xx), answer
-//! slowly, or stop listening altogether and come back on the same port.
+//! slowly, or stop listening altogether and come back on the same port; and inject the faults a real
+//! mail server shows: accept a connection and never say a word (every connection, or only the next
+//! few), or take longer than any deadline to accept a message's data (and then accept it anyway, so
+//! the sender cannot know it arrived).
 
 use std::{
     collections::HashMap,
@@ -37,6 +40,14 @@ struct Shared {
     refuse_all: Option<u16>,
     /// Wait this long before accepting the data.
     delay: Duration,
+    /// Wait this long before accepting the data of the next `.0` messages (then `delay` again).
+    delay_next: (usize, Duration),
+    /// Never greet, and hold the connection open: every connection.
+    silent: bool,
+    /// Never greet the next this many connections.
+    silent_next: usize,
+    /// Connections accepted so far.
+    connections: usize,
     /// Open sessions, closed when the server stops.
     sessions: Vec<JoinHandle<()>>,
 }
@@ -92,6 +103,26 @@ impl SmtpSink {
     /// Answers the end of each message only after `delay`.
     pub fn delay(&self, delay: Duration) {
         self.shared.lock().unwrap().delay = delay;
+    }
+
+    /// Answers the end of the next `count` messages only after `delay` (and accepts them then).
+    pub fn delay_next(&self, count: usize, delay: Duration) {
+        self.shared.lock().unwrap().delay_next = (count, delay);
+    }
+
+    /// Accepts every connection and never says a word (no greeting), holding it open.
+    pub fn go_silent(&self, silent: bool) {
+        self.shared.lock().unwrap().silent = silent;
+    }
+
+    /// Accepts the next `count` connections and never says a word on them; later ones are served.
+    pub fn silence_next(&self, count: usize) {
+        self.shared.lock().unwrap().silent_next = count;
+    }
+
+    /// How many connections the server accepted.
+    pub fn connections(&self) -> usize {
+        self.shared.lock().unwrap().connections
     }
 
     /// Everything received so far.
@@ -163,7 +194,24 @@ impl Handler for Collector {
     }
 }
 
-async fn session(stream: tokio::net::TcpStream, peer: IpAddr, shared: Arc<Mutex<Shared>>) {
+async fn session(mut stream: tokio::net::TcpStream, peer: IpAddr, shared: Arc<Mutex<Shared>>) {
+    let silent = {
+        let mut state = shared.lock().unwrap();
+        state.connections += 1;
+        let next = state.silent_next > 0;
+        state.silent_next = state.silent_next.saturating_sub(1);
+        state.silent || next
+    };
+    if silent {
+        // Hold the connection open, read and ignore whatever comes, say nothing.
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+            if n == 0 {
+                return;
+            }
+        }
+        return;
+    }
     let _ = converse(stream, peer, shared).await;
 }
 
@@ -184,7 +232,15 @@ async fn converse(
             return Ok(());
         }
         if line == b".\r\n" {
-            let delay = shared.lock().unwrap().delay;
+            let delay = {
+                let mut state = shared.lock().unwrap();
+                if state.delay_next.0 > 0 {
+                    state.delay_next.0 -= 1;
+                    state.delay_next.1
+                } else {
+                    state.delay
+                }
+            };
             tokio::time::sleep(delay).await;
         }
         let response = session.process(&line);

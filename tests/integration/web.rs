@@ -185,14 +185,8 @@ pub async fn invite(app: &TestApp, shop_id: &str, customer_id: &str, email: &str
 
 /// The emails written to the outbox folder, oldest first: (subject, text part).
 pub fn emails(app: &TestApp) -> Vec<(String, String)> {
-    let mut files: Vec<_> = std::fs::read_dir(&app.outbox_dir)
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut files: Vec<_> =
+        app.outbox_files().into_iter().filter(|p| p.extension().is_some_and(|x| x == "eml")).collect();
     files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap());
     files
         .iter()

@@ -78,7 +78,9 @@ async fn submit_transaction<T>(
     let id = message.verified.id.clone();
     let public_url = state.settings.public_url.clone();
     let ttl = state.settings.invitation_ttl;
-    let instance = state.delivery.instance.clone();
+    let first_attempt =
+        outbox::FirstAttempt { owner: state.delivery.instance.clone(), lease: state.delivery.lease };
+    let keys = state.keys.clone();
     let (action, shop_id) = (action.clone(), shop_id.clone());
     state
         .db
@@ -140,7 +142,8 @@ async fn submit_transaction<T>(
                         interaction_id: Some(action.interaction_id.as_str()),
                         requested_by: Some(&action.user_id),
                         ttl,
-                        first_attempt_by: &instance,
+                        first_attempt: &first_attempt,
+                        sealer: &keys.outbox,
                     },
                     now,
                 )
@@ -189,8 +192,8 @@ async fn first_attempt<T>(
     let handoff = Arc::new((Mutex::new(Handoff::Waiting), Notify::new()));
     {
         let (state, handoff, row) = (state.clone(), handoff.clone(), outbox_row.clone());
-        tokio::spawn(async move {
-            let attempt = send::transmit(&state, composed, &row.id).await;
+        state.delivery.in_flight.clone().spawn(async move {
+            let attempt = send::transmit(&state, composed, &row).await;
             let unclaimed = {
                 let mut slot = handoff.0.lock().expect("handoff lock");
                 if matches!(*slot, Handoff::GaveUp) {
@@ -222,7 +225,6 @@ async fn first_attempt<T>(
     let audience_customer = customer.clone();
     let login_url = links::login(&state.settings.public_url, &invitation.shop_id);
     let id = message.verified.id.clone();
-    let owner = state.delivery.instance.clone();
     let now = state.clock.now();
     let recipient_for_text = recipient.clone();
     let row = outbox_row.clone();
@@ -232,7 +234,7 @@ async fn first_attempt<T>(
         .write(move |txn| {
             Box::pin(async move {
                 let recorded = match &attempt {
-                    Some(attempt) => Some(outbox::record(txn, &row, &owner, attempt, now).await?),
+                    Some(attempt) => Some(outbox::record(txn, &row, attempt, now).await?),
                     None => None,
                 };
                 let audience = Audience { shop: Some(&audience_shop), customer: Some(&audience_customer), login_url };

@@ -1,0 +1,289 @@
+//! Faults of the outside world and of our own code: a mail server that never greets, one slower than
+//! any deadline, a gateway that answers absurd or nonsensical things, a write that panics, a shutdown
+//! with a send hanging. Nothing is lost, no link is sent that does not work, and the service goes on.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use portal_invites::host::signature::WebhookSecret;
+use serde_json::Value;
+
+use crate::{
+    delivery::{EMAIL, MOBILE, code, invitation_status, jana, next_round},
+    helpers::*,
+    invitations::{links, parse},
+    sms_gateway::Reply,
+    smtp::SmtpSink,
+};
+
+crate::with_each_backend!(
+    a_mail_server_that_never_greets_costs_one_deadline_and_the_retry_delivers,
+    a_mail_server_slower_than_the_deadline_gets_the_same_link_again,
+    a_send_outliving_its_lease_and_the_one_that_replaced_it_carry_the_same_link,
+    an_absurd_retry_after_is_held_to_the_cap_and_the_service_goes_on,
+    a_gateway_answering_nonsense_is_retried,
+    delivery_errors_keep_no_address_and_no_number,
+    a_shutdown_with_a_send_hanging_says_not_ready_and_the_next_instance_sends_the_same_link,
+    a_panicking_write_fails_alone_and_the_service_goes_on,
+);
+
+/// The set-up links of every email the server received.
+fn setup_links(smtp: &SmtpSink, base: &str) -> Vec<String> {
+    smtp.received()
+        .iter()
+        .map(|mail| {
+            let text = parse(mail).body_text(0).unwrap().into_owned();
+            links(&text, base).into_iter().find(|l| l.contains("/setup/")).expect("a set-up link")
+        })
+        .collect()
+}
+
+/// The link opens the set-up form (it is alive).
+async fn assert_link_works(app: &TestApp, link: &str) {
+    let page = app.client.get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the link the customer holds must work");
+}
+
+async fn a_mail_server_that_never_greets_costs_one_deadline_and_the_retry_delivers(backend: Backend) {
+    let stack = Stack::start_with(backend, vec![("PORTAL_SEND_TIMEOUT", "1s")]).await;
+    let app = &stack.app;
+    stack.smtp.silence_next(1);
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
+    next_round(app).await;
+    stack.smtp.wait_for(1).await;
+    assert_eq!(stack.smtp.connections(), 2, "the silent connection was given up, a new one delivered");
+    let sent = setup_links(&stack.smtp, &app.url);
+    assert_link_works(app, &sent[0]).await;
+    app.eventually("the invitation is sent", || async { invitation_status(app).await == ["sent"] }).await;
+}
+
+async fn a_mail_server_slower_than_the_deadline_gets_the_same_link_again(backend: Backend) {
+    let stack = Stack::start_with(backend, vec![("PORTAL_SEND_TIMEOUT", "1s")]).await;
+    let app = &stack.app;
+    // The server takes its data, says nothing for three seconds, then accepts it anyway: the sender
+    // gave up at its deadline and cannot know the message arrived.
+    stack.smtp.delay_next(1, Duration::from_secs(3));
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
+    stack.smtp.wait_for(1).await;
+    next_round(app).await;
+    let received = stack.smtp.wait_for(2).await;
+    assert_eq!(received.len(), 2, "sent again after the ambiguous outcome");
+    let sent = setup_links(&stack.smtp, &app.url);
+    assert_eq!(sent[0], sent[1], "both emails carry the same link");
+    assert_link_works(app, &sent[0]).await;
+    app.eventually("the invitation is sent", || async { invitation_status(app).await == ["sent"] }).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox WHERE sealed_token IS NOT NULL").await, 0, "wiped");
+}
+
+async fn a_send_outliving_its_lease_and_the_one_that_replaced_it_carry_the_same_link(backend: Backend) {
+    let stack = Stack::start_with(backend, vec![("PORTAL_SEND_TIMEOUT", "10s")]).await;
+    let app = &stack.app;
+    stack.smtp.delay_next(1, Duration::from_secs(4));
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
+    // While the first send is still waiting for the server, its lease runs out (on SQLite, whose
+    // leases follow the service's clock; PostgreSQL's follow the database's and do not move): the
+    // row is claimed again and sent by the new claim.
+    app.advance(TimeDelta::minutes(2));
+    stack.smtp.wait_for(1).await;
+    app.eventually("the invitation is sent", || async { invitation_status(app).await == ["sent"] }).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the first send ends and records nothing
+    let sent = setup_links(&stack.smtp, &app.url);
+    if backend == Backend::Sqlite {
+        assert_eq!(sent.len(), 2, "the replacing claim sent it too");
+    }
+    assert!(sent.iter().all(|link| *link == sent[0]), "every email carries the one link: {sent:?}");
+    assert_link_works(app, &sent[0]).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox WHERE status = 'sent'").await, 1);
+}
+
+async fn an_absurd_retry_after_is_held_to_the_cap_and_the_service_goes_on(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let app = &stack.app;
+    stack.sms.script([Reply::RetryAfter("10000000000000")]);
+    let answer = app.submit("shop_1", &jana(), "int_1", "sms").await;
+    assert_eq!(code(&answer), "invitation_queued", "{answer}");
+    let cap = 30 * 60 * 1000;
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM outbox WHERE next_attempt_at - created_at <= {cap}")).await,
+        1,
+        "the wait is held to the retry cap"
+    );
+    // Every write still works: the writer did not die.
+    app.deliver(&customer_updated("shop_1", "cus_other", 1, "ola@example.com")).await;
+    app.advance(TimeDelta::minutes(31));
+    stack.sms.wait_for(1).await;
+    app.eventually("the invitation is sent", || async { invitation_status(app).await == ["sent"] }).await;
+}
+
+async fn a_gateway_answering_nonsense_is_retried(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let app = &stack.app;
+    stack.sms.script([Reply::Nonsense(502), Reply::Nonsense(302)]);
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "sms").await), "invitation_queued");
+    let errors = app.rows("SELECT last_error FROM outbox").await;
+    let error: String = errors[0].try_get("", "last_error").unwrap();
+    assert_eq!(error, "SMS gateway answered 502 Bad Gateway");
+    next_round(app).await;
+    next_round(app).await;
+    stack.sms.wait_for(1).await;
+    app.eventually("the invitation is sent", || async { invitation_status(app).await == ["sent"] }).await;
+}
+
+async fn delivery_errors_keep_no_address_and_no_number(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let app = &stack.app;
+    stack.smtp.refuse(EMAIL, 550);
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invalid_channel");
+    stack.sms.script([Reply::InvalidNumber]);
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_2", "sms").await), "invalid_channel");
+    let mut kept = String::new();
+    for row in app.rows("SELECT last_error FROM outbox").await {
+        kept.push_str(&row.try_get::<String>("", "last_error").unwrap());
+    }
+    for row in app.rows("SELECT failure FROM invitations").await {
+        kept.push_str(&row.try_get::<String>("", "failure").unwrap());
+    }
+    assert!(kept.contains("550") && kept.contains("21211"), "codes are kept: {kept}");
+    assert!(!kept.contains(EMAIL) && !kept.contains(&MOBILE[1..]), "{kept}");
+    let logged: Vec<String> = app
+        .logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("delivery failed") || l.contains("SMTP") || l.contains("gateway"))
+        .map(str::to_owned)
+        .collect();
+    assert!(!logged.is_empty());
+    assert!(logged.iter().all(|l| !l.contains(EMAIL) && !l.contains(&MOBILE[1..])), "{logged:?}");
+}
+
+async fn a_shutdown_with_a_send_hanging_says_not_ready_and_the_next_instance_sends_the_same_link(
+    backend: Backend,
+) {
+    let Stack { app, smtp, sms } =
+        Stack::start_with(backend, vec![("PORTAL_SEND_TIMEOUT", "60s"), ("PORTAL_SHUTDOWN_GRACE", "3s")])
+            .await;
+    smtp.go_silent(true);
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
+    let (client, url, clock) = (app.client.clone(), app.url.clone(), app.clock.clone());
+    let stopping = tokio::spawn(app.stop());
+    // From the first moment of the shutdown, and while the listener still answers: not ready.
+    let mut said = None;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("{url}/readyz")).send().await {
+            said = Some((response.status().as_u16(), response.text().await.unwrap_or_default()));
+            if said.as_ref().is_some_and(|(status, _)| *status == 503) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(said, Some((503, "shutting down".to_owned())));
+    let database = stopping.await.unwrap();
+
+    // The abandoned send gave its lease back; the next instance sends the message, with its link.
+    smtp.go_silent(false);
+    let mut env = sms.settings();
+    env.push(("PORTAL_SMTP_URL".into(), smtp.url()));
+    let app = TestApp::start(database, Options { env, ..Options::default() }, clock).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox WHERE claim_token IS NULL AND status = 'pending'").await,
+        1
+    );
+    next_round(&app).await;
+    smtp.wait_for(1).await;
+    let sent = setup_links(&smtp, &app.url);
+    assert_link_works(&app, &sent[0]).await;
+    app.eventually("the invitation is sent", || async { invitation_status(&app).await == ["sent"] }).await;
+}
+
+async fn a_panicking_write_fails_alone_and_the_service_goes_on(backend: Backend) {
+    let app = TestApp::spawn(backend).await.expect("backend available");
+    app.deliver(&installed("shop_1", 1)).await;
+    let db = app.db.clone();
+    let outcome = tokio::spawn(async move {
+        db.write(|_txn| {
+            Box::pin(async move {
+                let nothing: Vec<u8> = Vec::new();
+                let _ = nothing[nothing.len()];
+                Ok::<_, sea_orm::DbErr>(())
+            })
+        })
+        .await
+    })
+    .await;
+    // SQLite's writer answers with an error; on PostgreSQL the work runs in the caller's task, which
+    // the panic ends (a handler's panic becomes a 500, see `recover`). Either way nothing was kept.
+    assert!(matches!(outcome, Ok(Err(_))) || outcome.is_err_and(|e| e.is_panic()));
+    app.deliver(&customer_updated("shop_1", "cus_1", 1, "ola@example.com")).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+}
+
+/// The real binary, sent SIGTERM while a send hangs on a mail server that never speaks, exits by
+/// itself within its grace period.
+#[tokio::test]
+async fn sigterm_during_a_silent_mail_server_exits_within_the_grace_period() {
+    let smtp = SmtpSink::start().await;
+    smtp.go_silent(true);
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let secret_text = WebhookSecret::generate();
+    let secret = WebhookSecret::parse(&secret_text).unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portal-invites"))
+        .arg("serve")
+        .env_clear()
+        .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTAL_PUBLIC_URL", &base)
+        .env("PORTAL_DATABASE_URL", format!("sqlite://{}/portal.db?mode=rwc", dir.path().display()))
+        .env("PORTAL_WEBHOOK_SECRETS", &secret_text)
+        .env("PORTAL_SMTP_URL", smtp.url())
+        .env("PORTAL_SEND_TIMEOUT", "120s")
+        .env("PORTAL_SHUTDOWN_GRACE", "2s")
+        .env("PORTAL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, message: Value| {
+        let (client, base, secret) = (client.clone(), base.clone(), secret.clone());
+        async move {
+            let body = serde_json::to_vec(&message).unwrap();
+            let id = format!("msg_{}", portal_invites::random::id("t"));
+            let ts = chrono::Utc::now().timestamp();
+            client
+                .post(format!("{base}{path}"))
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", ts.to_string())
+                .header("webhook-signature", secret.sign(&id, ts, &body))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+        }
+    };
+    let mut ready = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the service started");
+    assert_eq!(post("/webhooks", installed("shop_1", 1)).await.unwrap().status(), 204);
+    let submit = action("dialog.submitted", "shop_1", &jana(), "int_1", Some("email"));
+    let answer: Value = post("/actions/send-portal-invitation", submit).await.unwrap().json().await.unwrap();
+    assert_eq!(code(&answer), "invitation_queued", "{answer}");
+    assert!(smtp.connections() >= 1, "the send is under way, hanging");
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let exited = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    let status = exited.expect("the process exits by itself after SIGTERM").unwrap();
+    assert!(status.success(), "{status:?}");
+}
