@@ -25,6 +25,8 @@ pub struct SettingInfo {
     pub help: &'static str,
 }
 
+const DAY: Duration = Duration::from_secs(86_400);
+
 /// Every setting, in the order the README lists them.
 pub const SETTINGS: &[SettingInfo] = &[
     SettingInfo {
@@ -343,9 +345,17 @@ impl Settings {
                 ));
             }
         };
-        let invitation_ttl = parse_duration(&get("PORTAL_INVITATION_TTL")).ok_or_else(|| {
-            SettingError::new("PORTAL_INVITATION_TTL", "is not a duration; use e.g. 7d, 48h or 90m")
-        })?;
+        // Every duration is bounded: expiry times are computed from them, and an absurd one must stop
+        // the start with its name rather than overflow later.
+        let within = |name: &str, most: Duration, example: &str| {
+            parse_duration(&get(name)).filter(|d| *d <= most).ok_or_else(|| {
+                SettingError::new(
+                    name,
+                    format!("is not a duration of at most {}d; use e.g. {example}", most.as_secs() / 86_400),
+                )
+            })
+        };
+        let invitation_ttl = within("PORTAL_INVITATION_TTL", DAY * 90, "7d, 48h or 90m")?;
         let smtp_url = non_empty(raw.get("PORTAL_SMTP_URL"));
         if let Some(url) = &smtp_url {
             lettre::transport::smtp::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url).map_err(|e| {
@@ -364,10 +374,7 @@ impl Settings {
         let outbox_dir = std::path::PathBuf::from(get("PORTAL_OUTBOX_DIR").trim());
         let templates_dir = non_empty(raw.get("PORTAL_TEMPLATES_DIR")).map(std::path::PathBuf::from);
         let twilio = parse_twilio(raw, &get("PORTAL_TWILIO_API_URL"))?;
-        let duration = |name: &str| {
-            parse_duration(&get(name))
-                .ok_or_else(|| SettingError::new(name, "is not a duration; use e.g. 30m, 12h or 1d"))
-        };
+        let duration = |name: &str| within(name, DAY * 400, "30m, 12h or 1d");
         let password_min_length = get("PORTAL_PASSWORD_MIN_LENGTH")
             .trim()
             .parse::<usize>()
@@ -390,7 +397,7 @@ impl Settings {
         let send_timeout = bounded("PORTAL_SEND_TIMEOUT", 1, 120)?;
         let shutdown_grace = bounded("PORTAL_SHUTDOWN_GRACE", 1, 300)?;
         let portal = PortalSettings {
-            reset_ttl: duration("PORTAL_RESET_TTL")?,
+            reset_ttl: within("PORTAL_RESET_TTL", DAY * 7, "1h or 30m")?,
             password_min_length,
             session_idle: duration("PORTAL_SESSION_IDLE")?,
             session_lifetime: duration("PORTAL_SESSION_LIFETIME")?,

@@ -127,6 +127,12 @@ fn portal_settings_have_defaults_and_bounds() {
         ("PORTAL_PASSWORD_MIN_LENGTH", "7"),
         ("PORTAL_PASSWORD_MIN_LENGTH", "65"),
         ("PORTAL_SESSION_IDLE", "soon"),
+        ("PORTAL_SESSION_LIFETIME", "99999999999d"),
+        ("PORTAL_RESET_TTL", "8d"),
+        ("PORTAL_INVITATION_TTL", "91d"),
+        ("PORTAL_SEND_TIMEOUT", "0s"),
+        ("PORTAL_SEND_TIMEOUT", "121s"),
+        ("PORTAL_SHUTDOWN_GRACE", "1h"),
         ("PORTAL_TRUSTED_PROXIES", "proxy.internal"),
         ("PORTAL_HASHING_LIMIT", "0"),
     ] {

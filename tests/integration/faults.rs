@@ -25,6 +25,7 @@ crate::with_each_backend!(
     delivery_errors_keep_no_address_and_no_number,
     a_shutdown_with_a_send_hanging_says_not_ready_and_the_next_instance_sends_the_same_link,
     a_panicking_write_fails_alone_and_the_service_goes_on,
+    an_erased_customers_message_files_go_with_them,
 );
 
 /// The set-up links of every email the server received.
@@ -216,6 +217,24 @@ async fn a_panicking_write_fails_alone_and_the_service_goes_on(backend: Backend)
     assert!(matches!(outcome, Ok(Err(_))) || outcome.is_err_and(|e| e.is_panic()));
     app.deliver(&customer_updated("shop_1", "cus_1", 1, "ola@example.com")).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+}
+
+async fn an_erased_customers_message_files_go_with_them(backend: Backend) {
+    // File mode: no SMTP server, no gateway.
+    let app = TestApp::spawn(backend).await.expect("backend available");
+    app.deliver(&installed("shop_1", 1)).await;
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_sent");
+    let ola = customer("cus_ola", Some("ola@example.com"), Some("+61400000001"), 1);
+    assert_eq!(code(&app.submit("shop_1", &ola, "int_2", "sms").await), "invitation_sent");
+    assert_eq!(app.outbox_files().len(), 2);
+    let data = serde_json::json!({"customer_id": "cus_456", "version": 9});
+    app.deliver(&envelope("customer.deleted", "shop_1", 0, data)).await;
+    app.advance(TimeDelta::seconds(1)); // housekeeping runs when the clock moves
+    app.eventually("the deleted customer's email file is gone", || async { app.outbox_files().len() == 1 })
+        .await;
+    let left = app.outbox_files();
+    assert!(left[0].ends_with(std::path::Path::new("shop_1/cus_ola").join(left[0].file_name().unwrap())));
+    assert!(!app.outbox_dir.join("shop_1/cus_456").exists(), "the customer's folder went too");
 }
 
 /// The real binary, sent SIGTERM while a send hangs on a mail server that never speaks, exits by
