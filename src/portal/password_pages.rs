@@ -20,7 +20,7 @@ use super::{
     PortalError, available_shop, check_form, cookie_names, csrf_for,
     pages::{self, Base},
     passwords::{self, PasswordProblem},
-    read_form, respond, session, throttle, usable_token, with_cookies,
+    read_form, respond, session, throttle, throttle_keys, usable_token, with_cookies,
 };
 use crate::{
     app::AppState,
@@ -207,12 +207,12 @@ async fn save(
         let now = state.clock.now();
         let lifetime = state.settings.portal.session_lifetime;
         let recipient = notification_address(state, account).await?;
-        let (token_id, account_id, shop_id, customer_id, username) = (
+        let (token_id, account_id, shop_id, customer_id, throttle_key) = (
             token.id.clone(),
             account.id.clone(),
             shop.id.clone(),
             account.customer_id.clone(),
-            account.username.clone(),
+            throttle_keys(state).account(&shop.id, &account.username),
         );
         let started = state
             .db
@@ -230,7 +230,7 @@ async fn save(
                         .await?;
                     // A new password ends every session the account had, wherever it was.
                     session::end_all(txn, &account_id).await?;
-                    throttle::clear(txn, &throttle::account_key(&shop_id, &username)).await?;
+                    throttle::clear(txn, &throttle_key).await?;
                     if let (Flow::Reset, Some(recipient)) = (flow, recipient) {
                         outbox::enqueue(
                             txn,
