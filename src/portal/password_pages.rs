@@ -11,16 +11,16 @@ use poem::{
     http::StatusCode,
     web::{Data, Path},
 };
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PortalError, available_shop, check_form, cookie_names, csrf_for,
+    PortalError, available_shop, check_form, client, cookie_names, csrf_for,
     pages::{self, Base},
     passwords::{self, PasswordProblem},
-    read_form, respond, session, throttle, throttle_keys, usable_token, with_cookies,
+    read_form, respond, session,
+    throttle::{self, Attempt},
+    throttle_keys, usable_token, with_cookies,
 };
 use crate::{
     app::AppState,
@@ -30,11 +30,8 @@ use crate::{
     entities::{customer, portal_account, shop, token},
     invitations::Channel,
     links,
-    tokens::{self, NewToken, Purpose},
+    tokens::{self, Purpose},
 };
-
-/// Reset links asked for one account within an hour, at most.
-pub const RESETS_PER_HOUR: u64 = 3;
 
 #[derive(Serialize)]
 struct PasswordPage {
@@ -395,8 +392,8 @@ pub async fn forgot_form(
     respond(state, result)
 }
 
-/// `POST /p/{shop}/forgot`: the same answer whether or not the address has an account; the email, if
-/// any, goes through the outbox, so the time taken does not tell either.
+/// `POST /p/{shop}/forgot`: the same answer, and the same work, whether or not the address has an
+/// account; limited per client network.
 #[handler]
 pub async fn forgot_submit(
     request: &Request,
@@ -421,14 +418,41 @@ pub async fn forgot_submit(
         };
         let now = state.clock.now();
         let ttl = TimeDelta::from_std(state.settings.portal.reset_ttl).unwrap_or(TimeDelta::hours(1));
+        // Every request from a client network counts, whatever address it asks for: the limit is
+        // on asking, so one client cannot have every customer of the shop sent reset emails.
+        let counted = client::of_request(request, &state.settings.portal.trusted_proxies).map(|ip| Attempt {
+            key: throttle_keys(state).forgot_address(client::network(ip)),
+            policy: throttle::FORGOT_PER_ADDRESS,
+        });
         let shop_id = shop.id.clone();
-        let queued = state
+        let blocked = state
             .db
-            .write(move |txn| Box::pin(async move { queue_reset(txn, &shop_id, &email, ttl, now).await }))
+            .write(move |txn| {
+                Box::pin(async move {
+                    if let Some(attempt) = counted {
+                        match throttle::reserve(txn, &[attempt], now).await? {
+                            // Stays counted: a reset request has no success to give it back.
+                            Ok(_counted) => {}
+                            Err(blocked) => return Ok(Some(blocked)),
+                        }
+                    }
+                    queue_reset(txn, &shop_id, &email, now).await?;
+                    Ok::<_, PortalError>(None)
+                })
+            })
             .await?;
-        if queued {
-            state.delivery.wake.notify_one();
+        if let Some(blocked) = blocked {
+            let retry_after = (blocked.until - now).to_std().unwrap_or_default();
+            tracing::warn!(
+                target: "portal_invites::security",
+                event = "forgot_throttled",
+                shop_id = %shop.id,
+                retry_after_secs = retry_after.as_secs(),
+                "reset request refused: too many from this client"
+            );
+            return Err(PortalError::Throttled { shop: Box::new(shop), retry_after });
         }
+        state.delivery.wake.notify_one();
         let minutes = ttl.num_minutes();
         let valid_for = if minutes % 60 == 0 {
             let hours = minutes / 60;
@@ -444,62 +468,30 @@ pub async fn forgot_submit(
     respond(state, result)
 }
 
-/// Queues a reset link for the account with this email, if there is one and it has not had
-/// [`RESETS_PER_HOUR`] links in the last hour. The link's token gets its value when the email is sent.
+/// Queues a reset request for whatever account has this email in the shop: one outbox row, the same
+/// write whether or not there is an account, so neither the time taken nor the database's work tells
+/// which addresses have one. The outbox worker looks the account up, applies the per-account cap,
+/// gives the link's token its value and sends, or cancels the row when there is no account.
 async fn queue_reset<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     email: &EmailAddress,
-    ttl: TimeDelta,
     now: DateTime<Utc>,
-) -> Result<bool, PortalError> {
-    let Some(account) = portal_account::Entity::find()
-        .filter(portal_account::Column::ShopId.eq(shop_id))
-        .filter(portal_account::Column::Username.eq(email.normalized()))
-        .one(conn)
-        .await?
-    else {
-        return Ok(false);
-    };
-    let recent = token::Entity::find()
-        .filter(token::Column::AccountId.eq(account.id.as_str()))
-        .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
-        .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
-        .count(conn)
-        .await?;
-    if recent >= RESETS_PER_HOUR {
-        tracing::info!(%shop_id, account_id = %account.id, "reset links capped for this hour");
-        return Ok(false);
-    }
-    let (token_id, _unsent) = tokens::issue(
-        conn,
-        NewToken {
-            shop_id,
-            account_id: &account.id,
-            purpose: Purpose::Reset,
-            invitation_id: None,
-            expires_at: now + ttl,
-        },
-        now,
-    )
-    .await?;
-    let customer =
-        customer::Entity::find_by_id((shop_id.to_owned(), account.customer_id.clone())).one(conn).await?;
-    let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| email.as_str().to_owned());
+) -> Result<(), DbErr> {
     outbox::enqueue(
         conn,
         NewMessage {
             shop_id,
-            customer_id: Some(&account.customer_id),
+            customer_id: None,
             kind: MessageKind::PasswordReset,
             channel: Channel::Email,
-            recipient: &recipient,
+            recipient: &email.normalized(),
             invitation_id: None,
-            token_id: Some(&token_id),
+            token_id: None,
         },
         None,
         now,
     )
     .await?;
-    Ok(true)
+    Ok(())
 }
