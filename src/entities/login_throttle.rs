@@ -1,4 +1,5 @@
-//! Failed-login counters, by a hash of a username or a client address.
+//! Throttle counters (failed logins, reset requests), named by a keyed hash of a username, a device
+//! cookie or a client network.
 
 use sea_orm::entity::prelude::*;
 
@@ -6,12 +7,12 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "login_throttles")]
 pub struct Model {
-    /// SHA-256 of what is throttled, hex.
+    /// HMAC-SHA256 of what is counted under the service's throttle key, hex.
     #[sea_orm(primary_key, auto_increment = false)]
     pub key: String,
-    /// Failures in a row.
+    /// Attempts counted in a row (a login is counted before it is judged, and given back if it succeeds).
     pub failures: i32,
-    /// The latest failure.
+    /// The latest attempt counted.
     pub last_failure_at: i64,
     /// No attempt is checked before then.
     pub blocked_until: i64,

@@ -1,6 +1,8 @@
 //! Security headers on every response, error pages included: a strict Content-Security-Policy (no
 //! inline script, nothing from other sites, no framing), no MIME sniffing, no referrer (links carry
-//! tokens), `no-store` for anything not marked cacheable, and HSTS when the service is on https.
+//! tokens), a browsing context of our own (no other site's window keeps a handle on our pages), no
+//! powerful browser features, `no-store` for anything not marked cacheable, and HSTS when the
+//! service is on https.
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::HeaderValue};
 
@@ -10,6 +12,11 @@ pub const PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'se
 /// The browsable API under `/docs` runs the bundled Swagger UI, which needs inline script and style.
 const DOCS_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
+
+/// Browser features no page of ours uses, denied to every page (and anything it could embed).
+pub const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), display-capture=(), geolocation=(), \
+     gyroscope=(), magnetometer=(), microphone=(), midi=(), payment=(), usb=(), serial=(), hid=(), \
+     bluetooth=(), xr-spatial-tracking=(), interest-cohort=(), browsing-topics=()";
 
 /// Adds the headers.
 pub struct SecurityHeaders {
@@ -46,6 +53,8 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
         headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
         headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
         headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+        headers.insert("permissions-policy", HeaderValue::from_static(PERMISSIONS_POLICY));
         if !headers.contains_key("cache-control") {
             headers.insert("cache-control", HeaderValue::from_static("no-store"));
         }

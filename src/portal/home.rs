@@ -2,7 +2,7 @@
 
 use poem::{
     Body, Request, Response, handler,
-    http::StatusCode,
+    http::{HeaderValue, StatusCode},
     web::{Data, Path},
 };
 use sea_orm::EntityTrait;
@@ -18,6 +18,9 @@ use crate::{
     entities::{customer, portal_account},
     links,
 };
+
+/// What the browser is asked to forget at log-out.
+pub const CLEAR_SITE_DATA: &str = "\"cookies\", \"storage\"";
 
 #[derive(Serialize)]
 struct HomePage {
@@ -113,7 +116,10 @@ pub async fn logout(
             state.db.write(move |txn| Box::pin(async move { session::end(txn, &cookie).await })).await?;
         }
         let target = format!("{}?notice=logged-out", links::login(&state.settings.public_url, &shop.id));
-        Ok(with_cookies(pages::see_other(&target), [names.clear(names.session())]))
+        let mut response = with_cookies(pages::see_other(&target), [names.clear(names.session())]);
+        // The browser forgets what it kept for us too (a shared computer), not only the session.
+        response.headers_mut().insert("clear-site-data", HeaderValue::from_static(CLEAR_SITE_DATA));
+        Ok(response)
     }
     .await;
     respond(state, result)

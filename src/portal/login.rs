@@ -1,6 +1,7 @@
 //! Logging in. An unknown email, a wrong password and an account without a password yet all get the
 //! same page, the same status, and (thanks to a dummy hash) the same time. Failures are throttled per
-//! typed username and per client address; a success starts a brand-new session.
+//! typed username and per client network, or, from a browser that logged in to the account before,
+//! per that browser (see `device`); a success starts a brand-new session and remembers the browser.
 
 use poem::{
     Body, Request, Response, handler,
@@ -11,11 +12,25 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PortalError, available_shop, check_form, client, cookie_names, csrf_for,
+    PortalError, available_shop, check_form, client, cookie_names, csrf_for, device,
     pages::{self, Base},
-    read_form, respond, session, throttle, with_cookies,
+    read_form, respond, session,
+    throttle::{self, Attempt, Blocked},
+    throttle_keys, with_cookies,
 };
 use crate::{app::AppState, clock::to_millis, domain::EmailAddress, entities::portal_account, links};
+
+/// Why a reservation was refused: the attempt must wait, or the database failed.
+enum Refused {
+    Blocked(Blocked),
+    Db(sea_orm::DbErr),
+}
+
+impl From<sea_orm::DbErr> for Refused {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self::Db(error)
+    }
+}
 
 /// The one message for every failed login.
 pub const FAILED: &str =
@@ -136,48 +151,82 @@ pub async fn submit_login(
             EmailAddress::parse(&typed).map(|e| e.normalized()).unwrap_or_else(|_| typed.to_lowercase());
         let now = state.clock.now();
 
-        // Throttled before any work: a waiting attempt costs no hash and is not counted.
-        let account_key = throttle::account_key(&shop.id, &username);
-        let ip = client::client_ip(
-            client::peer(request),
-            request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-            &state.settings.portal.trusted_proxies,
-        );
-        let address_key = ip.map(throttle::address_key);
-        let conn = state.db.conn();
-        let mut blocked = throttle::blocked_until(conn, &account_key, now).await?;
-        if let Some(key) = &address_key {
-            blocked = blocked.max(throttle::blocked_until(conn, key, now).await?);
-        }
-        if let Some(until) = blocked {
-            let retry_after = (until - now).to_std().unwrap_or_default();
-            return Err(PortalError::Throttled { shop: Box::new(shop), retry_after });
-        }
+        // The attempt is reserved before any work: counted as a failure up front, in the same write
+        // that refuses it when it must wait, so a waiting attempt costs no hash and of a burst that
+        // arrives together only the first is judged. A browser that logged in to this account
+        // before is judged by its own counter, so a stranger's failures cannot keep it out.
+        let names = cookie_names(state);
+        let keys = throttle_keys(state);
+        let attempts =
+            match device::recognise(request, names, state.keys.cookies.bytes(), &shop.id, &username) {
+                Some(device) => vec![Attempt {
+                    key: keys.device(&shop.id, &username, &device),
+                    policy: throttle::PER_DEVICE,
+                }],
+                None => {
+                    let address = client::of_request(request, &state.settings.portal.trusted_proxies);
+                    std::iter::once(Attempt {
+                        key: keys.account(&shop.id, &username),
+                        policy: throttle::PER_ACCOUNT,
+                    })
+                    .chain(address.map(|ip| Attempt {
+                        key: keys.login_address(client::network(ip)),
+                        policy: throttle::PER_ADDRESS,
+                    }))
+                    .collect()
+                }
+            };
+        let reserved = state
+            .db
+            .write(move |txn| {
+                Box::pin(async move {
+                    // Refused attempts roll back, leaving no trace.
+                    throttle::reserve(txn, &attempts, now).await?.map_err(Refused::Blocked)
+                })
+            })
+            .await;
+        let reservation = match reserved {
+            Ok(reservation) => reservation,
+            Err(Refused::Blocked(blocked)) => {
+                let retry_after = (blocked.until - now).to_std().unwrap_or_default();
+                tracing::warn!(
+                    target: "portal_invites::security",
+                    event = "login_throttled",
+                    shop_id = %shop.id,
+                    limit = blocked.policy.name,
+                    retry_after_secs = retry_after.as_secs(),
+                    "login attempt refused: too many failures"
+                );
+                return Err(PortalError::Throttled { shop: Box::new(shop), retry_after });
+            }
+            Err(Refused::Db(error)) => return Err(error.into()),
+        };
 
-        let account = portal_account::Entity::find()
-            .filter(portal_account::Column::ShopId.eq(shop.id.as_str()))
-            .filter(portal_account::Column::Username.eq(username.as_str()))
-            .one(conn)
-            .await?;
-        let stored = account.as_ref().and_then(|a| a.password_hash.clone());
-        let turn = admission.turn().await.map_err(|_| busy(&shop))?;
-        let verified =
-            state.hasher.verify_in(turn, form.password.clone(), stored).await.map_err(|_| busy(&shop))?;
+        let conn = state.db.conn();
+        let judged = async {
+            let account = portal_account::Entity::find()
+                .filter(portal_account::Column::ShopId.eq(shop.id.as_str()))
+                .filter(portal_account::Column::Username.eq(username.as_str()))
+                .one(conn)
+                .await?;
+            let stored = account.as_ref().and_then(|a| a.password_hash.clone());
+            let turn = admission.turn().await.map_err(|_| busy(&shop))?;
+            let verified =
+                state.hasher.verify_in(turn, form.password.clone(), stored).await.map_err(|_| busy(&shop))?;
+            Ok::<_, PortalError>((account, verified))
+        }
+        .await;
+        let (account, verified) = match judged {
+            Ok(judged) => judged,
+            Err(error) => {
+                // Never judged: the attempt is given back, so a busy service counts nobody's failure.
+                state.db.write(move |txn| Box::pin(throttle::abandoned(txn, reservation))).await?;
+                return Err(error);
+            }
+        };
 
         let (Some(account), true) = (account, verified.matches) else {
-            let keys =
-                [Some((account_key, throttle::PER_ACCOUNT)), address_key.map(|k| (k, throttle::PER_ADDRESS))];
-            state
-                .db
-                .write(move |txn| {
-                    Box::pin(async move {
-                        for (key, policy) in keys.into_iter().flatten() {
-                            throttle::record_failure(txn, &key, policy, now).await?;
-                        }
-                        Ok::<_, PortalError>(())
-                    })
-                })
-                .await?;
+            // Already counted when reserved.
             tracing::info!(shop_id = %shop.id, "login failed");
             return Ok(page(
                 state,
@@ -195,7 +244,6 @@ pub async fn submit_login(
         } else {
             None
         };
-        let names = cookie_names(state);
         let old_session = session::read_cookie(request, names.session()).map(str::to_owned);
         let lifetime = state.settings.portal.session_lifetime;
         let (account_id, shop_id) = (account.id.clone(), shop.id.clone());
@@ -203,7 +251,7 @@ pub async fn submit_login(
             .db
             .write(move |txn| {
                 Box::pin(async move {
-                    throttle::clear(txn, &account_key).await?;
+                    throttle::succeeded(txn, reservation).await?;
                     if let Some(hash) = rehash {
                         portal_account::Entity::update_many()
                             .col_expr(portal_account::Column::PasswordHash, Expr::value(hash))
@@ -221,8 +269,11 @@ pub async fn submit_login(
             })
             .await?;
         tracing::info!(shop_id = %shop.id, account_id = %account.id, "logged in");
-        let cookies =
-            [names.set(names.session(), new_session.as_str(), lifetime), names.clear(names.presession())];
+        let cookies = [
+            names.set(names.session(), new_session.as_str(), lifetime),
+            names.clear(names.presession()),
+            device::remember(request, names, state.keys.cookies.bytes(), &shop.id, &username),
+        ];
         Ok(with_cookies(pages::see_other(&links::home(&state.settings.public_url, &shop.id)), cookies))
     }
     .await;

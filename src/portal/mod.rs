@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod csrf;
+pub mod device;
 pub mod errors;
 pub mod hasher;
 pub mod headers;
@@ -118,11 +119,17 @@ fn check_form(
     submitted: &str,
     shop: Option<&shop::Model>,
 ) -> Result<(), PortalError> {
-    let rejected = |why: &str| {
+    let rejected = |reason: &str| {
         // Which check failed, never the token or cookie values: enough for an operator to see a
-        // misconfigured PORTAL_PUBLIC_URL or a proxy that drops cookies.
+        // misconfigured PORTAL_PUBLIC_URL or a proxy that drops cookies, or a forging site.
         // The path is not logged: set-up and reset paths carry tokens.
-        tracing::info!(why, "form refused");
+        tracing::warn!(
+            target: "portal_invites::security",
+            event = "form_rejected",
+            shop_id = shop.map(|s| s.id.as_str()),
+            reason,
+            "form refused"
+        );
         PortalError::FormRejected(shop.cloned().map(Box::new))
     };
     if !csrf::same_site(request, &crate::links::origin(&state.settings.public_url)) {
@@ -144,6 +151,11 @@ fn check_form(
     } else {
         Err(rejected("the form's token matches no cookie"))
     }
+}
+
+/// The names of the throttle's counters, keyed with the service's own key.
+fn throttle_keys(state: &AppState) -> throttle::Keys {
+    throttle::Keys::derive(state.keys.cookies.bytes())
 }
 
 /// Reads an `application/x-www-form-urlencoded` body of at most 16 KiB.

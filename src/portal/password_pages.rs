@@ -15,10 +15,12 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PortalError, available_shop, check_form, cookie_names, csrf_for,
+    PortalError, available_shop, check_form, client, cookie_names, csrf_for,
     pages::{self, Base},
     passwords::{self, PasswordProblem},
-    read_form, respond, session, throttle, usable_token, with_cookies,
+    read_form, respond, session,
+    throttle::{self, Attempt},
+    throttle_keys, usable_token, with_cookies,
 };
 use crate::{
     app::AppState,
@@ -202,12 +204,12 @@ async fn save(
         let now = state.clock.now();
         let lifetime = state.settings.portal.session_lifetime;
         let recipient = notification_address(state, account).await?;
-        let (token_id, account_id, shop_id, customer_id, username) = (
+        let (token_id, account_id, shop_id, customer_id, throttle_key) = (
             token.id.clone(),
             account.id.clone(),
             shop.id.clone(),
             account.customer_id.clone(),
-            account.username.clone(),
+            throttle_keys(state).account(&shop.id, &account.username),
         );
         let started = state
             .db
@@ -225,7 +227,7 @@ async fn save(
                         .await?;
                     // A new password ends every session the account had, wherever it was.
                     session::end_all(txn, &account_id).await?;
-                    throttle::clear(txn, &throttle::account_key(&shop_id, &username)).await?;
+                    throttle::clear(txn, &throttle_key).await?;
                     if let (Flow::Reset, Some(recipient)) = (flow, recipient) {
                         outbox::enqueue(
                             txn,
@@ -390,8 +392,8 @@ pub async fn forgot_form(
     respond(state, result)
 }
 
-/// `POST /p/{shop}/forgot`: the same answer whether or not the address has an account; the email, if
-/// any, goes through the outbox, so the time taken does not tell either.
+/// `POST /p/{shop}/forgot`: the same answer, and the same work, whether or not the address has an
+/// account; limited per client network.
 #[handler]
 pub async fn forgot_submit(
     request: &Request,
@@ -416,14 +418,41 @@ pub async fn forgot_submit(
         };
         let now = state.clock.now();
         let ttl = TimeDelta::from_std(state.settings.portal.reset_ttl).unwrap_or(TimeDelta::hours(1));
+        // Every request from a client network counts, whatever address it asks for: the limit is
+        // on asking, so one client cannot have every customer of the shop sent reset emails.
+        let counted = client::of_request(request, &state.settings.portal.trusted_proxies).map(|ip| Attempt {
+            key: throttle_keys(state).forgot_address(client::network(ip)),
+            policy: throttle::FORGOT_PER_ADDRESS,
+        });
         let shop_id = shop.id.clone();
-        let queued = state
+        let blocked = state
             .db
-            .write(move |txn| Box::pin(async move { queue_reset(txn, &shop_id, &email, ttl, now).await }))
+            .write(move |txn| {
+                Box::pin(async move {
+                    if let Some(attempt) = counted {
+                        match throttle::reserve(txn, &[attempt], now).await? {
+                            // Stays counted: a reset request has no success to give it back.
+                            Ok(_counted) => {}
+                            Err(blocked) => return Ok(Some(blocked)),
+                        }
+                    }
+                    queue_reset(txn, &shop_id, &email, now).await?;
+                    Ok::<_, PortalError>(None)
+                })
+            })
             .await?;
-        if queued {
-            state.delivery.wake.notify_one();
+        if let Some(blocked) = blocked {
+            let retry_after = (blocked.until - now).to_std().unwrap_or_default();
+            tracing::warn!(
+                target: "portal_invites::security",
+                event = "forgot_throttled",
+                shop_id = %shop.id,
+                retry_after_secs = retry_after.as_secs(),
+                "reset request refused: too many from this client"
+            );
+            return Err(PortalError::Throttled { shop: Box::new(shop), retry_after });
         }
+        state.delivery.wake.notify_one();
         let minutes = ttl.num_minutes();
         let valid_for = if minutes % 60 == 0 {
             let hours = minutes / 60;
@@ -439,16 +468,16 @@ pub async fn forgot_submit(
     respond(state, result)
 }
 
-/// Queues a reset for whatever address was typed: one outbox row, whether or not an account has
-/// that address, so the page does the same work either way. The sender finds the account, applies
-/// the hourly cap and mints the link, or cancels the row (see `delivery::send`).
+/// Queues a reset request for whatever account has this email in the shop: one outbox row, the same
+/// write whether or not there is an account, so neither the time taken nor the database's work tells
+/// which addresses have one. The outbox worker looks the account up, applies the per-account cap,
+/// gives the link's token its value and sends, or cancels the row when there is no account.
 async fn queue_reset<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     email: &EmailAddress,
-    _ttl: TimeDelta,
     now: DateTime<Utc>,
-) -> Result<bool, PortalError> {
+) -> Result<(), DbErr> {
     outbox::enqueue(
         conn,
         NewMessage {
@@ -464,5 +493,5 @@ async fn queue_reset<C: ConnectionTrait>(
         now,
     )
     .await?;
-    Ok(true)
+    Ok(())
 }

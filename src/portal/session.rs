@@ -32,6 +32,11 @@ impl CookieNames {
         if self.secure { "__Host-portal_form" } else { "portal_form" }
     }
 
+    /// The device cookie: this browser has logged in to these accounts before (see `device`).
+    pub fn device(self) -> &'static str {
+        if self.secure { "__Host-portal_device" } else { "portal_device" }
+    }
+
     /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure in production.
     pub fn set(self, name: &str, value: &str, max_age: Duration) -> String {
         format!(
@@ -49,6 +54,11 @@ impl CookieNames {
 
 /// The value of cookie `name` in the request, if present and well-formed.
 pub fn read_cookie<'a>(request: &'a poem::Request, name: &str) -> Option<&'a str> {
+    read_raw_cookie(request, name).filter(|value| RawToken::parse(value).is_some())
+}
+
+/// The value of cookie `name` in the request, as sent; the caller checks its form.
+pub fn read_raw_cookie<'a>(request: &'a poem::Request, name: &str) -> Option<&'a str> {
     request
         .headers()
         .get_all(poem::http::header::COOKIE)
@@ -58,7 +68,6 @@ pub fn read_cookie<'a>(request: &'a poem::Request, name: &str) -> Option<&'a str
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
-        .filter(|value| RawToken::parse(value).is_some())
 }
 
 /// Starts a session for `account_id` in shop `shop_id`; returns the id for the cookie.
@@ -158,6 +167,8 @@ mod tests {
     fn production_cookies_are_host_prefixed_secure_httponly_and_lax() {
         let names = CookieNames { secure: true };
         assert_eq!(names.session(), "__Host-portal_session");
+        assert_eq!(names.device(), "__Host-portal_device");
+        assert_eq!(CookieNames { secure: false }.device(), "portal_device");
         let cookie = names.set(names.session(), "abc", Duration::from_secs(60));
         assert_eq!(cookie, "__Host-portal_session=abc; Max-Age=60; Path=/; HttpOnly; SameSite=Lax; Secure");
         let local = CookieNames { secure: false };

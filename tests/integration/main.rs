@@ -14,5 +14,6 @@ mod portal;
 mod portal_security;
 mod sms_gateway;
 mod smtp;
+mod throttling;
 mod web;
 mod webhooks;
