@@ -11,6 +11,7 @@ mod lifecycle;
 mod platform;
 mod portal;
 mod portal_security;
+mod races;
 mod sms_gateway;
 mod smtp;
 mod web;
