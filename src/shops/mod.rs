@@ -86,8 +86,15 @@ pub async fn update_customer<C: ConnectionTrait>(
     if let Some(before) = &before
         && before.email.as_deref() != snapshot.email.as_ref().map(|e| e.as_str())
     {
-        invitations::follow_email_change(conn, &shop.id, snapshot.id.as_str(), snapshot.email.as_ref(), now)
-            .await?;
+        invitations::follow_email_change(
+            conn,
+            &shop.id,
+            snapshot.id.as_str(),
+            before.email.as_deref(),
+            snapshot.email.as_ref(),
+            now,
+        )
+        .await?;
     }
     Ok((applied, Some(records::customer_row(&shop.id, snapshot, now))))
 }

@@ -310,7 +310,7 @@ pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -
     let mut erased = Vec::with_capacity(due.len());
     for listed in due {
         let Some(shop) = lock_shop(conn, &listed.id).await? else { continue };
-        if shop.installed || !shop.erase_due_at.is_some_and(|due| due <= to_millis(now)) {
+        if shop.installed || shop.erase_due_at.is_none_or(|due| due > to_millis(now)) {
             continue;
         }
         crate::invitations::erase_shop(conn, &shop.id).await?;

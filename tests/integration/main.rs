@@ -8,6 +8,7 @@ mod helpers;
 mod html;
 mod invitations;
 mod lifecycle;
+mod links;
 mod platform;
 mod portal;
 mod portal_security;
