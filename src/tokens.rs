@@ -3,6 +3,10 @@
 //! purpose, expires, and is consumed at most once by a conditional `UPDATE` (`… WHERE used_at IS
 //! NULL`), so of many concurrent attempts exactly one wins.
 //!
+//! A token that sets a password takes every other unused token of its account with it
+//! ([`revoke_all_for_account`], in the same transaction): an older reset link, or the set-up link of
+//! an invitation never used, must not set the password again for whoever still holds that email.
+//!
 //! Messages that carry a link are rendered when they are sent, not when they are queued: a retry
 //! gives the token a fresh value ([`remint`]) instead of keeping the old one anywhere, so a token in
 //! clear exists only in memory and in the message that went out.
@@ -141,6 +145,68 @@ pub async fn revoke_where<C: ConnectionTrait>(
     Ok(result.rows_affected)
 }
 
+/// Kills every unused token of the account, whatever its purpose (a password was just set by one of
+/// its links). Returns how many.
+pub async fn revoke_all_for_account<C: ConnectionTrait>(
+    conn: &C,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    revoke_where(conn, sea_orm::Condition::all().add(token::Column::AccountId.eq(account_id)), now).await
+}
+
+/// Why a stored token no longer works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    /// It set a password.
+    Used,
+    /// It was killed before use.
+    Revoked,
+    /// Its time ran out.
+    Expired,
+}
+
+impl Spent {
+    /// As logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Used => "used",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Why `token` no longer works at `now`, or `None` if it still does (the rule of [`usable`]).
+    pub fn of(token: &token::Model, now: DateTime<Utc>) -> Option<Self> {
+        if token.used_at.is_some() {
+            Some(Self::Used)
+        } else if token.revoked_at.is_some() {
+            Some(Self::Revoked)
+        } else if token.expires_at <= to_millis(now) {
+            Some(Self::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// The stored token a link presents, usable or not (to tell a link presented again from one that
+/// never existed); `None` for anything [`RawToken::parse`] refuses.
+pub async fn find_presented<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    purpose: Purpose,
+    raw: &str,
+) -> Result<Option<token::Model>, DbErr> {
+    let Some(raw) = RawToken::parse(raw) else { return Ok(None) };
+    token::Entity::find()
+        .filter(token::Column::TokenHash.eq(raw.hash()))
+        .filter(token::Column::ShopId.eq(shop_id))
+        .filter(token::Column::Purpose.eq(purpose.as_str()))
+        .one(conn)
+        .await
+}
+
 /// The condition for a token that can still be used at `now`.
 pub fn usable(now: DateTime<Utc>) -> sea_orm::Condition {
     sea_orm::Condition::all()
@@ -164,6 +230,36 @@ mod tests {
         assert_eq!(a.hash().len(), 64);
         assert_ne!(a.hash(), b.hash());
         assert!(!a.hash().contains(a.as_str()));
+    }
+
+    #[test]
+    fn a_spent_token_says_why_and_expiry_is_exclusive() {
+        let now = crate::clock::from_millis(1_000_000);
+        let fresh = token::Model {
+            id: "tok_1".into(),
+            shop_id: "shop_1".into(),
+            account_id: "acc_1".into(),
+            purpose: Purpose::Reset.as_str().into(),
+            token_hash: RawToken::generate().hash(),
+            invitation_id: None,
+            expires_at: 1_000_001,
+            used_at: None,
+            revoked_at: None,
+            created_at: 0,
+        };
+        assert_eq!(Spent::of(&fresh, now), None);
+        assert_eq!(
+            Spent::of(&token::Model { expires_at: 1_000_000, ..fresh.clone() }, now),
+            Some(Spent::Expired)
+        );
+        assert_eq!(
+            Spent::of(&token::Model { revoked_at: Some(1), ..fresh.clone() }, now),
+            Some(Spent::Revoked)
+        );
+        assert_eq!(
+            Spent::of(&token::Model { used_at: Some(1), revoked_at: Some(2), ..fresh }, now),
+            Some(Spent::Used)
+        );
     }
 
     #[test]

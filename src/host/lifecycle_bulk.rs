@@ -169,15 +169,15 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
             records::upsert_customers(txn, &shop_id, chunk, now).await?;
         }
         // A changed email moves a portal username (rare in a bulk import, so one at a time).
-        for snapshot in rows.iter().filter(|s| {
-            before
-                .get(s.id.as_str())
-                .is_some_and(|b| b.email.as_deref() != s.email.as_ref().map(|e| e.as_str()))
+        for (snapshot, old_email) in rows.iter().filter_map(|s| {
+            let old_email = before.get(s.id.as_str())?.email.as_deref();
+            (old_email != s.email.as_ref().map(|e| e.as_str())).then_some((s, old_email))
         }) {
             invitations::follow_email_change(
                 txn,
                 &shop_id,
                 snapshot.id.as_str(),
+                old_email,
                 snapshot.email.as_ref(),
                 now,
             )

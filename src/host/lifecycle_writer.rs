@@ -7,7 +7,10 @@
 //!
 //! PostgreSQL needs none of this: concurrent transactions there commit independently and its WAL
 //! writer already groups their flushes, and instances sharing the database must not hold row locks
-//! for each other's batches.
+//! for each other's batches. There each event is a transaction of its own, which locks the rows its
+//! decision rests on (the shop, then the customer: [`crate::shops::records::lock_shop`]) so that
+//! it takes turns with a star-menu submission or the erasure deciding on the same rows. The SQLite
+//! batches take no locks: they hold the single write lock.
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};

@@ -12,6 +12,7 @@ use sea_orm::{
 
 use crate::{
     clock::to_millis,
+    delivery::outbox::MessageKind,
     domain::EmailAddress,
     entities::{invitation, outbox_message, portal_account, token, webhook_message},
     host::webhooks,
@@ -139,13 +140,15 @@ pub async fn set_username<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The host changed the customer's email: the username follows (unless another account of the shop
-/// already uses the new address: then the old one stays, and the log says why), and a set-up link
-/// that went by email to the old address, or is still waiting to go there, dies.
+/// The host changed the customer's email from `old_email`: the username follows (unless another
+/// account of the shop already uses the new address: then the old one stays, and the log says why),
+/// and every link that went by email to the old address dies (the set-up link of an email invitation,
+/// every reset link), with every message still waiting to go there.
 pub async fn follow_email_change<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     customer_id: &str,
+    old_email: Option<&str>,
     new_email: Option<&EmailAddress>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -158,10 +161,12 @@ pub async fn follow_email_change<C: ConnectionTrait>(
         return Ok(());
     };
     let new_username = new_email.map(EmailAddress::normalized);
-    if new_username.as_deref() == Some(account.username.as_str()) {
+    if normalized(old_email) == new_username {
+        // Only the spelling changed: the same mailbox, so its links stay good.
         return Ok(());
     }
     match new_email {
+        Some(_) if new_username.as_deref() == Some(account.username.as_str()) => {}
         Some(email) if email_taken(conn, shop_id, customer_id, email).await? => {
             tracing::warn!(
                 %shop_id, %customer_id, account_id = %account.id,
@@ -177,8 +182,8 @@ pub async fn follow_email_change<C: ConnectionTrait>(
         }
     }
 
-    // The set-up link sent by email went to the old address: it dies, and an email invitation not yet
-    // delivered is abandoned (a new one may then be sent to the new address).
+    // Links by email went to the old address: set-up links of email invitations, and reset links
+    // (always by email). SMS set-up links went to the mobile and stay good.
     let email_invitations: Vec<String> = invitation::Entity::find()
         .filter(invitation::Column::AccountId.eq(account.id.as_str()))
         .filter(invitation::Column::Channel.eq(Channel::Email.as_str()))
@@ -187,36 +192,131 @@ pub async fn follow_email_change<C: ConnectionTrait>(
         .into_iter()
         .map(|i| i.id)
         .collect();
-    if email_invitations.is_empty() {
-        return Ok(());
-    }
     let revoked = tokens::revoke_where(
         conn,
-        Condition::all()
-            .add(token::Column::Purpose.eq(tokens::Purpose::Setup.as_str()))
-            .add(token::Column::InvitationId.is_in(email_invitations.clone())),
+        Condition::all().add(token::Column::AccountId.eq(account.id.as_str())).add(
+            Condition::any()
+                .add(token::Column::Purpose.eq(tokens::Purpose::Reset.as_str()))
+                .add(token::Column::InvitationId.is_in(email_invitations)),
+        ),
         now,
     )
     .await?;
-    let abandoned = invitation::Entity::update_many()
-        .col_expr(invitation::Column::Status, Expr::value(InvitationStatus::Failed.as_str()))
-        .col_expr(invitation::Column::Failure, Expr::value("the customer's email changed before delivery"))
-        .col_expr(invitation::Column::FailedAt, Expr::value(to_millis(now)))
-        .filter(invitation::Column::Id.is_in(email_invitations.clone()))
-        .filter(invitation::Column::Status.eq(InvitationStatus::Pending.as_str()))
-        .exec(conn)
-        .await?;
-    outbox_message::Entity::update_many()
+    // Whatever still waits to go by email somewhere other than the new address was meant for the old
+    // one: an invitation (then abandoned, so a new one may be sent), a reset link, a notice.
+    let mut stale: Vec<outbox_message::Model> = undelivered(conn, shop_id, customer_id)
+        .await?
+        .into_iter()
+        .filter(|m| {
+            m.channel == Channel::Email.as_str() && normalized(m.recipient.as_deref()) != new_username
+        })
+        .collect();
+    // A reset asked for on `/forgot` names only the typed address until the sender picks it up: one
+    // typed as the old username or address is this account's, and goes too.
+    let typed: Vec<String> = [Some(account.username.clone()), normalized(old_email)]
+        .into_iter()
+        .flatten()
+        .filter(|address| Some(address) != new_username.as_ref())
+        .collect();
+    if !typed.is_empty() {
+        stale.extend(
+            outbox_message::Entity::find()
+                .filter(outbox_message::Column::ShopId.eq(shop_id))
+                .filter(outbox_message::Column::CustomerId.is_null())
+                .filter(outbox_message::Column::Kind.eq(MessageKind::PasswordReset.as_str()))
+                .filter(outbox_message::Column::Status.eq("pending"))
+                .filter(outbox_message::Column::Recipient.is_in(typed))
+                .all(conn)
+                .await?,
+        );
+    }
+    let cancelled =
+        cancel_messages(conn, &stale, "the customer's email changed before delivery", now).await?;
+    if revoked > 0 || cancelled > 0 {
+        tracing::info!(%shop_id, %customer_id, revoked, cancelled, "links and messages to the old email address revoked");
+    }
+    Ok(())
+}
+
+/// A password was just set with one of the account's links: every other link it was sent (the
+/// set-up link of an invitation never used, an older reset link) dies, and so does every message
+/// still waiting to carry one, so whoever holds an older email cannot set the password again.
+pub async fn retire_other_links<C: ConnectionTrait>(
+    conn: &C,
+    account: &portal_account::Model,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let revoked = tokens::revoke_all_for_account(conn, &account.id, now).await?;
+    let carrying_links: Vec<outbox_message::Model> =
+        undelivered(conn, &account.shop_id, &account.customer_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.kind != MessageKind::PasswordChanged.as_str())
+            .collect();
+    let cancelled =
+        cancel_messages(conn, &carrying_links, "a password was set with another link", now).await?;
+    if revoked > 0 || cancelled > 0 {
+        tracing::info!(
+            shop_id = %account.shop_id, account_id = %account.id, revoked, cancelled,
+            "the account's other links revoked"
+        );
+    }
+    Ok(())
+}
+
+fn normalized(address: Option<&str>) -> Option<String> {
+    address.map(|a| EmailAddress::parse(a).map(|e| e.normalized()).unwrap_or_else(|_| a.to_lowercase()))
+}
+
+/// The customer's messages not yet delivered, given up or cancelled.
+async fn undelivered<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+) -> Result<Vec<outbox_message::Model>, DbErr> {
+    outbox_message::Entity::find()
+        .filter(outbox_message::Column::ShopId.eq(shop_id))
+        .filter(outbox_message::Column::CustomerId.eq(customer_id))
+        .filter(outbox_message::Column::Status.eq("pending"))
+        .all(conn)
+        .await
+}
+
+/// Cancels messages not yet delivered (a sender holding one finds it so when it records, and does
+/// not retry); they keep no address. An invitation among them is abandoned, its link dead, so a new
+/// one may be sent. Returns how many were cancelled.
+async fn cancel_messages<C: ConnectionTrait>(
+    conn: &C,
+    messages: &[outbox_message::Model],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let cancelled = outbox_message::Entity::update_many()
         .col_expr(outbox_message::Column::Status, Expr::value("cancelled"))
         .col_expr(outbox_message::Column::Recipient, Expr::value(Option::<String>::None))
-        .filter(outbox_message::Column::InvitationId.is_in(email_invitations))
+        .col_expr(outbox_message::Column::SealedToken, Expr::value(Option::<String>::None))
+        .col_expr(outbox_message::Column::LastError, Expr::value(reason))
+        .filter(outbox_message::Column::Id.is_in(messages.iter().map(|m| m.id.clone())))
         .filter(outbox_message::Column::Status.eq("pending"))
         .exec(conn)
         .await?;
-    if revoked > 0 || abandoned.rows_affected > 0 {
-        tracing::info!(%shop_id, %customer_id, revoked, "set-up link to the old email address revoked");
+    let invitations: Vec<String> = messages.iter().filter_map(|m| m.invitation_id.clone()).collect();
+    if !invitations.is_empty() {
+        invitation::Entity::update_many()
+            .col_expr(invitation::Column::Status, Expr::value(InvitationStatus::Failed.as_str()))
+            .col_expr(invitation::Column::Failure, Expr::value(reason))
+            .col_expr(invitation::Column::FailedAt, Expr::value(to_millis(now)))
+            .filter(invitation::Column::Id.is_in(invitations.clone()))
+            .filter(invitation::Column::Status.eq(InvitationStatus::Pending.as_str()))
+            .exec(conn)
+            .await?;
+        tokens::revoke_where(conn, Condition::all().add(token::Column::InvitationId.is_in(invitations)), now)
+            .await?;
     }
-    Ok(())
+    Ok(cancelled.rows_affected)
 }
 
 /// Erases what the portal keeps about a customer: the account (and with it, by cascade, its

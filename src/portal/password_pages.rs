@@ -3,7 +3,9 @@
 //!
 //! Opening a link (GET or HEAD) only shows the form; it never uses up the token, because mail
 //! scanners open every link. Only the customer's POST consumes it, with a conditional `UPDATE`, so of
-//! any number of simultaneous submissions exactly one wins.
+//! any number of simultaneous submissions exactly one wins; the same transaction kills every other
+//! link of the account. A POST with a link that once worked (used, revoked or expired) is logged as a
+//! security event: someone holds an old email.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use poem::{
@@ -28,9 +30,9 @@ use crate::{
     delivery::outbox::{self, MessageKind, NewMessage},
     domain::EmailAddress,
     entities::{customer, portal_account, shop, token},
-    invitations::Channel,
+    invitations::{self, Channel},
     links,
-    tokens::{self, Purpose},
+    tokens::{self, Purpose, Spent},
 };
 
 #[derive(Serialize)]
@@ -138,11 +140,30 @@ fn password_page(
     with_cookies(pages::render(state, "pages/password.html", status, &context), cookie)
 }
 
+/// How a link reached us.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    /// Opened (GET or HEAD): a person or a mail scanner.
+    Opened,
+    /// Its form was posted: a person choosing a password.
+    Submitted,
+}
+
 /// The shop, the link's token and its account, or the page that says why not.
-async fn open_link(state: &AppState, flow: Flow, shop_id: &str, raw: &str) -> Result<Link, PortalError> {
+async fn open_link(
+    state: &AppState,
+    flow: Flow,
+    shop_id: &str,
+    raw: &str,
+    presented: Presented,
+) -> Result<Link, PortalError> {
     let shop = super::find_shop(state, shop_id).await?;
     let conn = state.db.conn();
-    let Some(token) = usable_token(conn, &shop.id, flow.purpose(), raw, state.clock.now()).await? else {
+    let now = state.clock.now();
+    let Some(token) = usable_token(conn, &shop.id, flow.purpose(), raw, now).await? else {
+        if presented == Presented::Submitted {
+            report_reuse(state, &shop.id, flow, raw).await?;
+        }
         return Err(PortalError::LinkInvalid(Box::new(shop)));
     };
     if !super::portal_available(&shop) {
@@ -155,9 +176,29 @@ async fn open_link(state: &AppState, flow: Flow, shop_id: &str, raw: &str) -> Re
     Ok(Link { shop, token, account, raw: raw.to_owned() })
 }
 
+/// A password form was posted with a link that is no longer usable: if it once worked, someone
+/// holds an email whose link was used, revoked or expired (a link that never existed is a typo or a
+/// guess, and says nothing). Both get the same page.
+async fn report_reuse(state: &AppState, shop_id: &str, flow: Flow, raw: &str) -> Result<(), PortalError> {
+    let Some(token) = tokens::find_presented(state.db.conn(), shop_id, flow.purpose(), raw).await? else {
+        return Ok(());
+    };
+    let Some(spent) = Spent::of(&token, state.clock.now()) else { return Ok(()) };
+    tracing::warn!(
+        target: "portal_invites::security",
+        event = "link_reused",
+        shop_id = %shop_id,
+        account_id = %token.account_id,
+        purpose = flow.purpose().as_str(),
+        reason = spent.as_str(),
+        "a password link that no longer works was submitted"
+    );
+    Ok(())
+}
+
 async fn show(state: &AppState, request: &Request, flow: Flow, shop_id: &str, raw: &str) -> Response {
     let result = async {
-        let link = open_link(state, flow, shop_id, raw).await?;
+        let link = open_link(state, flow, shop_id, raw, Presented::Opened).await?;
         Ok(password_page(state, request, flow, &link, StatusCode::OK, None))
     }
     .await;
@@ -176,7 +217,7 @@ async fn save(
         let form: PasswordForm = read_form(body).await?;
         let shop = super::find_shop(state, shop_id).await?;
         check_form(state, request, &form.csrf, Some(&shop))?;
-        let link = open_link(state, flow, shop_id, raw).await?;
+        let link = open_link(state, flow, shop_id, raw, Presented::Submitted).await?;
         let (shop, token, account) = (&link.shop, &link.token, &link.account);
         let local_part =
             EmailAddress::parse(&account.username).map(|e| e.local_part().to_owned()).unwrap_or_default();
@@ -204,12 +245,13 @@ async fn save(
         let now = state.clock.now();
         let lifetime = state.settings.portal.session_lifetime;
         let recipient = notification_address(state, account).await?;
-        let (token_id, account_id, shop_id, customer_id, throttle_key) = (
+        let (token_id, account_id, shop_id, customer_id, throttle_key, owner) = (
             token.id.clone(),
             account.id.clone(),
             shop.id.clone(),
             account.customer_id.clone(),
             throttle_keys(state).account(&shop.id, &account.username),
+            account.clone(),
         );
         let started = state
             .db
@@ -225,8 +267,10 @@ async fn save(
                         .filter(portal_account::Column::Id.eq(account_id.as_str()))
                         .exec(txn)
                         .await?;
-                    // A new password ends every session the account had, wherever it was.
+                    // A new password ends every session the account had, wherever it was, and every
+                    // other link it was sent: none may set the password again.
                     session::end_all(txn, &account_id).await?;
+                    invitations::retire_other_links(txn, &owner, now).await?;
                     throttle::clear(txn, &throttle_key).await?;
                     if let (Flow::Reset, Some(recipient)) = (flow, recipient) {
                         outbox::enqueue(

@@ -8,8 +8,6 @@ pub mod snapshot;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use sea_orm::EntityTrait;
-
 use crate::{
     domain::ShopId,
     entities::{customer, shop},
@@ -55,7 +53,13 @@ pub async fn apply_event<C: ConnectionTrait>(
             update_customer(conn, &shop, snapshot, now).await?.0
         }
         LifecycleEvent::CustomerDeleted { customer_id, version } => {
-            require_shop(conn, shop_id).await?;
+            // The same locks, in the same order, as a submission of the star-menu dialog: whichever
+            // comes second sees what the first committed, so an invitation issued a moment earlier
+            // is erased here, and one asked for a moment later finds the customer deleted.
+            records::lock_shop(conn, shop_id.as_str())
+                .await?
+                .ok_or_else(|| ApplyError::UnknownShop(shop_id.clone()))?;
+            records::lock_customer(conn, shop_id.as_str(), customer_id.as_str()).await?;
             records::delete_customer(conn, shop_id, customer_id, *version, now).await?;
             invitations::erase_customer(conn, shop_id.as_str(), customer_id.as_str()).await?;
             Applied::Stored
@@ -72,8 +76,8 @@ pub async fn update_customer<C: ConnectionTrait>(
     snapshot: &CustomerSnapshot,
     now: DateTime<Utc>,
 ) -> Result<(Applied, Option<customer::Model>), DbErr> {
-    let before =
-        customer::Entity::find_by_id((shop.id.clone(), snapshot.id.as_str().to_owned())).one(conn).await?;
+    // Locked, so that the row this decides on is the one a concurrent deletion leaves behind.
+    let before = records::lock_customer(conn, &shop.id, snapshot.id.as_str()).await?;
     let applied = records::store_customer(conn, shop, before.as_ref(), snapshot, now).await?;
     if applied != Applied::Stored {
         return Ok((applied, before));
@@ -82,8 +86,15 @@ pub async fn update_customer<C: ConnectionTrait>(
     if let Some(before) = &before
         && before.email.as_deref() != snapshot.email.as_ref().map(|e| e.as_str())
     {
-        invitations::follow_email_change(conn, &shop.id, snapshot.id.as_str(), snapshot.email.as_ref(), now)
-            .await?;
+        invitations::follow_email_change(
+            conn,
+            &shop.id,
+            snapshot.id.as_str(),
+            before.email.as_deref(),
+            snapshot.email.as_ref(),
+            now,
+        )
+        .await?;
     }
     Ok((applied, Some(records::customer_row(&shop.id, snapshot, now))))
 }

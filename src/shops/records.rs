@@ -2,11 +2,16 @@
 //! `version` rule inside the database (`ON CONFLICT … DO UPDATE … WHERE stored.version <
 //! new.version`), so two instances, or a retry racing a newer event, can never let an older snapshot
 //! win.
+//!
+//! Where a decision rests on more than one statement (invite this customer? erase this shop?), the
+//! rows it rests on are locked first on PostgreSQL, always the shop before the customer, so that two
+//! such decisions about the same rows take turns: [`lock_shop`], [`lock_customer`]. SQLite needs no
+//! locks: its single writer runs one transaction at a time.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-    sea_query::{Alias, Expr, ExprTrait, OnConflict},
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Select, Set,
+    sea_query::{Alias, Expr, ExprTrait, LockType, OnConflict},
 };
 
 use super::snapshot::{CustomerSnapshot, ShopSnapshot};
@@ -39,6 +44,34 @@ fn excluded(column: impl sea_orm::IdenStatic) -> Expr {
 /// The shop row, if the shop ever installed the plugin.
 pub async fn find_shop<C: ConnectionTrait>(conn: &C, id: &ShopId) -> Result<Option<shop::Model>, DbErr> {
     shop::Entity::find_by_id(id.as_str()).one(conn).await
+}
+
+/// The shop row, locked (on PostgreSQL) until the transaction ends: a submission, a deletion, an
+/// install and the erasure that take it see each other's committed work, one after the other.
+pub async fn lock_shop<C: ConnectionTrait>(conn: &C, id: &str) -> Result<Option<shop::Model>, DbErr> {
+    for_decision(conn, shop::Entity::find_by_id(id)).one(conn).await
+}
+
+/// The customer's row, locked like [`lock_shop`] (take the shop's lock first, where both are needed).
+pub async fn lock_customer<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+) -> Result<Option<customer::Model>, DbErr> {
+    for_decision(conn, customer::Entity::find_by_id((shop_id.to_owned(), customer_id.to_owned())))
+        .one(conn)
+        .await
+}
+
+/// `FOR NO KEY UPDATE` on PostgreSQL: it excludes every other locker of the row (and its updates),
+/// but not the `KEY SHARE` lock that inserting a customer or an account takes on the row it refers
+/// to, so a transaction holding it never deadlocks with one that is only adding rows beside it.
+fn for_decision<E: EntityTrait, C: ConnectionTrait>(conn: &C, select: Select<E>) -> Select<E> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        select.lock(LockType::NoKeyUpdate)
+    } else {
+        select
+    }
 }
 
 /// Stores a shop snapshot unless a newer one is stored. A shop seen for the first time is created
@@ -89,13 +122,16 @@ pub async fn store_shop<C: ConnectionTrait>(
 }
 
 /// `plugin.installed`: stores the snapshot and installs the shop, unless a later install or
-/// uninstall was already applied (a late retry must not undo it). Cancels a pending erasure.
+/// uninstall was already applied (a late retry must not undo it). Cancels a pending erasure: the
+/// shop's lock makes an erasure that is already under way finish first (then the shop comes back
+/// without its customers), or wait and find the shop installed (then it erases nothing).
 pub async fn record_install<C: ConnectionTrait>(
     conn: &C,
     snapshot: &ShopSnapshot,
     occurred_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Applied, DbErr> {
+    lock_shop(conn, snapshot.id.as_str()).await?;
     store_shop(conn, snapshot, now).await?;
     set_lifecycle(conn, &snapshot.id, true, occurred_at, now).await
 }
@@ -262,6 +298,9 @@ pub async fn delete_customer<C: ConnectionTrait>(
 
 /// Erases the personal data of every shop whose 48 hours after uninstalling have passed and that
 /// was not installed again: its customers and the shop's own contact details. Returns the shops.
+///
+/// Each shop is locked and looked at again before anything is erased: a re-install may have been
+/// committed since the list was read, or be committing now (the lock waits for it).
 pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<Vec<String>, DbErr> {
     let due: Vec<shop::Model> = shop::Entity::find()
         .filter(shop::Column::EraseDueAt.lte(to_millis(now)))
@@ -269,7 +308,11 @@ pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -
         .all(conn)
         .await?;
     let mut erased = Vec::with_capacity(due.len());
-    for shop in due {
+    for listed in due {
+        let Some(shop) = lock_shop(conn, &listed.id).await? else { continue };
+        if shop.installed || shop.erase_due_at.is_none_or(|due| due > to_millis(now)) {
+            continue;
+        }
         crate::invitations::erase_shop(conn, &shop.id).await?;
         customer::Entity::delete_many()
             .filter(customer::Column::ShopId.eq(shop.id.as_str()))

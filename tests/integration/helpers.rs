@@ -228,6 +228,12 @@ impl TestApp {
         }
     }
 
+    /// The running service's state, to run its background jobs directly (e.g.
+    /// `portal_invites::maintenance::run_once`).
+    pub fn state(&self) -> &portal_invites::app::AppState {
+        self.app.as_ref().expect("the service is running").state()
+    }
+
     /// The URL of the test's database.
     pub fn database_url(&self) -> String {
         self.database.as_ref().expect("the database is still attached").url.clone()

@@ -18,7 +18,7 @@ use crate::{
         send,
     },
     domain::ShopId,
-    entities::{customer, invitation, shop, token},
+    entities::{customer, invitation, outbox_message, shop, token},
     host::{
         dedupe::{self, StoredAnswer},
         dialog::{ActionResponse, Level},
@@ -193,7 +193,10 @@ async fn first_attempt<T>(
     {
         let (state, handoff, row) = (state.clone(), handoff.clone(), outbox_row.clone());
         state.delivery.in_flight.clone().spawn(async move {
-            let attempt = send::transmit(&state, composed, &row).await;
+            let attempt = match still_to_send(&state, &row).await {
+                None => send::transmit(&state, composed, &row).await,
+                Some(stop) => stop,
+            };
             let unclaimed = {
                 let mut slot = handoff.0.lock().expect("handoff lock");
                 if matches!(*slot, Handoff::GaveUp) {
@@ -241,7 +244,8 @@ async fn first_attempt<T>(
                 let response = match &recorded {
                     Some(Recorded::Sent) => staff_text::sent(channel, &recipient_for_text, expires_at, &audience),
                     Some(Recorded::Failed(reason)) => staff_text::rejected(channel, &recipient_for_text, reason),
-                    Some(Recorded::Cancelled) => ActionResponse::close(
+                    // Also when the message was erased with the customer before it could be recorded.
+                    _ if matches!(attempt, Some(Attempt::Cancelled { .. })) => ActionResponse::close(
                         Level::Error,
                         "customer_email_missing",
                         "The invitation was not sent: the customer profile or the shop changed at the same moment. \\
@@ -276,6 +280,36 @@ async fn first_attempt<T>(
         send::log(&outbox_row, &attempt, &Ok(recorded));
     }
     Ok(answer)
+}
+
+/// Whether the invitation just committed is still to be sent (`None`), or what to record instead. The
+/// customer's deletion, the shop's uninstall or an email change may have been committed since (on
+/// PostgreSQL they wait only for the invitation's transaction, not for this attempt), and whatever
+/// they cancelled must not go out.
+async fn still_to_send(state: &AppState, row: &outbox_message::Model) -> Option<Attempt> {
+    let conn = state.db.conn();
+    let looked = async {
+        let message = outbox_message::Entity::find_by_id(row.id.as_str()).one(conn).await?;
+        let shop = shop::Entity::find_by_id(row.shop_id.as_str()).one(conn).await?;
+        let customer = match &row.customer_id {
+            Some(id) => customer::Entity::find_by_id((row.shop_id.clone(), id.clone())).one(conn).await?,
+            None => None,
+        };
+        Ok::<_, sea_orm::DbErr>(if message.is_none_or(|m| m.status != "pending") {
+            Some("the message was cancelled or erased before it was sent")
+        } else if shop.is_none_or(|s| !s.installed) {
+            Some("the shop uninstalled the plugin")
+        } else if customer.is_none_or(|c| c.deleted_at.is_some()) {
+            Some("customer deleted")
+        } else {
+            None
+        })
+    };
+    match looked.await {
+        Ok(None) => None,
+        Ok(Some(reason)) => Some(Attempt::Cancelled { reason: reason.to_owned() }),
+        Err(e) => Some(Attempt::Transient { reason: format!("database: {e}"), retry_after: None }),
+    }
 }
 
 /// A repeat of a message (or interaction) whose first processing has not answered within the wait:

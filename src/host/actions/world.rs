@@ -1,5 +1,6 @@
 //! The stored world an action is judged against: the shop and the customer after the payload's
-//! snapshots were applied (each only if newer than what is stored).
+//! snapshots were applied (each only if newer than what is stored), locked until the transaction
+//! ends on PostgreSQL.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr};
@@ -49,7 +50,10 @@ impl World {
         shop_id: &ShopId,
         now: DateTime<Utc>,
     ) -> Result<Self, DbErr> {
-        let Some(stored) = records::find_shop(txn, shop_id).await? else {
+        // Locked on PostgreSQL, the shop first and then (in `update_customer`) the customer, as a
+        // deletion of the customer locks them: the rules below judge rows nobody else changes
+        // until this transaction ends.
+        let Some(stored) = records::lock_shop(txn, shop_id.as_str()).await? else {
             // Never installed: nothing is stored for a shop we do not serve.
             return Ok(Self { shop: None, customer: None });
         };
