@@ -17,7 +17,7 @@ use crate::{
 };
 
 crate::with_each_backend!(
-    a_mail_server_that_never_greets_costs_one_deadline_and_the_retry_delivers,
+    a_mail_server_that_stops_answering_costs_one_deadline_and_the_retry_delivers,
     a_mail_server_slower_than_the_deadline_gets_the_same_link_again,
     a_send_outliving_its_lease_and_the_one_that_replaced_it_carry_the_same_link,
     an_absurd_retry_after_is_held_to_the_cap_and_the_service_goes_on,
@@ -45,14 +45,19 @@ async fn assert_link_works(app: &TestApp, link: &str) {
     assert_eq!(page.status(), 200, "the link the customer holds must work");
 }
 
-async fn a_mail_server_that_never_greets_costs_one_deadline_and_the_retry_delivers(backend: Backend) {
+async fn a_mail_server_that_stops_answering_costs_one_deadline_and_the_retry_delivers(backend: Backend) {
     let stack = Stack::start_with(backend, vec![("PORTAL_SEND_TIMEOUT", "1s")]).await;
     let app = &stack.app;
-    stack.smtp.silence_next(1);
+    // The first connection is greeted and its EHLO answered, then the server says nothing more.
+    stack.smtp.stall_next(1);
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
+    // The attempt ends at its deadline and is recorded as one to retry: the sender is free again.
+    let recorded = "SELECT COUNT(*) FROM outbox WHERE attempts = 1 AND status = 'pending' \
+                    AND claim_token IS NULL AND last_error LIKE '%PORTAL_SEND_TIMEOUT%'";
+    app.eventually("the hanging attempt is given up", || async { app.count(recorded).await == 1 }).await;
     next_round(app).await;
     stack.smtp.wait_for(1).await;
-    assert_eq!(stack.smtp.connections(), 2, "the silent connection was given up, a new one delivered");
+    assert_eq!(stack.smtp.connections(), 2, "the stalled connection was given up, a new one delivered");
     let sent = setup_links(&stack.smtp, &app.url);
     assert_link_works(app, &sent[0]).await;
     app.eventually("the invitation is sent", || async { invitation_status(app).await == ["sent"] }).await;
@@ -165,7 +170,8 @@ async fn a_shutdown_with_a_send_hanging_says_not_ready_and_the_next_instance_sen
             .await;
     smtp.go_silent(true);
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
-    let (client, url, clock) = (app.client.clone(), app.url.clone(), app.clock.clone());
+    let (client, url, clock, logs) =
+        (app.client.clone(), app.url.clone(), app.clock.clone(), app.logs.clone());
     let stopping = tokio::spawn(app.stop());
     // From the first moment of the shutdown, and while the listener still answers: not ready.
     let mut said = None;
@@ -180,16 +186,20 @@ async fn a_shutdown_with_a_send_hanging_says_not_ready_and_the_next_instance_sen
     }
     assert_eq!(said, Some((503, "shutting down".to_owned())));
     let database = stopping.await.unwrap();
+    let abandoned: Vec<String> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("sends in flight are abandoned"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert!(abandoned[0].contains("released=Ok(1)"), "its lease was given back: {abandoned:?}");
 
     // The abandoned send gave its lease back; the next instance sends the message, with its link.
     smtp.go_silent(false);
     let mut env = sms.settings();
     env.push(("PORTAL_SMTP_URL".into(), smtp.url()));
     let app = TestApp::start(database, Options { env, ..Options::default() }, clock).await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM outbox WHERE claim_token IS NULL AND status = 'pending'").await,
-        1
-    );
     next_round(&app).await;
     smtp.wait_for(1).await;
     let sent = setup_links(&smtp, &app.url);
@@ -237,12 +247,11 @@ async fn an_erased_customers_message_files_go_with_them(backend: Backend) {
     assert!(!app.outbox_dir.join("shop_1/cus_456").exists(), "the customer's folder went too");
 }
 
-/// The real binary, sent SIGTERM while a send hangs on a mail server that never speaks, exits by
-/// itself within its grace period.
+/// The real binary, sent SIGTERM while the outbox worker's send hangs on a mail server that stopped
+/// answering, exits by itself within its grace period.
 #[tokio::test]
-async fn sigterm_during_a_silent_mail_server_exits_within_the_grace_period() {
+async fn sigterm_during_a_hanging_send_exits_within_the_grace_period() {
     let smtp = SmtpSink::start().await;
-    smtp.go_silent(true);
     let dir = tempfile::tempdir().unwrap();
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -271,7 +280,7 @@ async fn sigterm_during_a_silent_mail_server_exits_within_the_grace_period() {
         let (client, base, secret) = (client.clone(), base.clone(), secret.clone());
         async move {
             let body = serde_json::to_vec(&message).unwrap();
-            let id = format!("msg_{}", portal_invites::random::id("t"));
+            let id = portal_invites::random::id("msg");
             let ts = chrono::Utc::now().timestamp();
             client
                 .post(format!("{base}{path}"))
@@ -294,10 +303,21 @@ async fn sigterm_during_a_silent_mail_server_exits_within_the_grace_period() {
     }
     assert!(ready, "the service started");
     assert_eq!(post("/webhooks", installed("shop_1", 1)).await.unwrap().status(), 204);
+    // The first attempt (made by the request) is deferred by the server; the retry, made by the
+    // outbox worker within the first backoff (at most 10 s), finds a server that stopped answering.
+    smtp.refuse_all(Some(451));
     let submit = action("dialog.submitted", "shop_1", &jana(), "int_1", Some("email"));
     let answer: Value = post("/actions/send-portal-invitation", submit).await.unwrap().json().await.unwrap();
     assert_eq!(code(&answer), "invitation_queued", "{answer}");
-    assert!(smtp.connections() >= 1, "the send is under way, hanging");
+    smtp.refuse_all(None);
+    smtp.stall(true);
+    for _ in 0..300 {
+        if smtp.connections() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(smtp.connections() >= 2, "the worker's retry is under way, hanging");
 
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();

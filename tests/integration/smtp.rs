@@ -1,9 +1,10 @@
-//! A real SMTP server for the tests (and the benchmark), on TCP: the `mailin` SMTP library does the protocol, this file
-//! only moves bytes and keeps what arrived. Tests can make it refuse recipients (5xx or 4xx), answer
-//! slowly, or stop listening altogether and come back on the same port; and inject the faults a real
-//! mail server shows: accept a connection and never say a word (every connection, or only the next
-//! few), or take longer than any deadline to accept a message's data (and then accept it anyway, so
-//! the sender cannot know it arrived).
+//! A real SMTP server for the tests (and the benchmark), on TCP: the `mailin` SMTP library does the
+//! protocol, this file only moves bytes and keeps what arrived. Tests can make it refuse recipients
+//! (5xx or 4xx), answer slowly, or stop listening altogether and come back on the same port; and
+//! inject the faults a real mail server shows: accept connections and never say a word, greet and
+//! answer EHLO and then fall silent (on every connection or only the next few), or take longer than
+//! any deadline to accept a message's data (and then accept it anyway, so the sender cannot know it
+//! arrived).
 
 use std::{
     collections::HashMap,
@@ -44,8 +45,10 @@ struct Shared {
     delay_next: (usize, Duration),
     /// Never greet, and hold the connection open: every connection.
     silent: bool,
-    /// Never greet the next this many connections.
-    silent_next: usize,
+    /// Greet and answer EHLO, then never answer again: every connection.
+    stall: bool,
+    /// The same for the next this many connections.
+    stall_next: usize,
     /// Connections accepted so far.
     connections: usize,
     /// Open sessions, closed when the server stops.
@@ -115,9 +118,15 @@ impl SmtpSink {
         self.shared.lock().unwrap().silent = silent;
     }
 
-    /// Accepts the next `count` connections and never says a word on them; later ones are served.
-    pub fn silence_next(&self, count: usize) {
-        self.shared.lock().unwrap().silent_next = count;
+    /// Greets and answers EHLO on every connection, then never says another word.
+    pub fn stall(&self, stall: bool) {
+        self.shared.lock().unwrap().stall = stall;
+    }
+
+    /// Greets and answers EHLO on the next `count` connections, then never says another word on
+    /// them; later ones are served.
+    pub fn stall_next(&self, count: usize) {
+        self.shared.lock().unwrap().stall_next = count;
     }
 
     /// How many connections the server accepted.
@@ -194,31 +203,39 @@ impl Handler for Collector {
     }
 }
 
-async fn session(mut stream: tokio::net::TcpStream, peer: IpAddr, shared: Arc<Mutex<Shared>>) {
-    let silent = {
+async fn session(stream: tokio::net::TcpStream, peer: IpAddr, shared: Arc<Mutex<Shared>>) {
+    let (silent, stall) = {
         let mut state = shared.lock().unwrap();
         state.connections += 1;
-        let next = state.silent_next > 0;
-        state.silent_next = state.silent_next.saturating_sub(1);
-        state.silent || next
+        let silent = state.silent;
+        let stall = !silent && (state.stall || state.stall_next > 0);
+        if !silent {
+            state.stall_next = state.stall_next.saturating_sub(1);
+        }
+        (silent, stall)
     };
     if silent {
-        // Hold the connection open, read and ignore whatever comes, say nothing.
-        let mut sink = [0u8; 1024];
-        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
-            if n == 0 {
-                return;
-            }
-        }
+        hold(stream).await;
         return;
     }
-    let _ = converse(stream, peer, shared).await;
+    let _ = converse(stream, peer, shared, stall).await;
+}
+
+/// Holds a connection open, reading and ignoring whatever comes, saying nothing.
+async fn hold<R: tokio::io::AsyncRead + Unpin>(mut stream: R) {
+    let mut sink = [0u8; 1024];
+    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 async fn converse(
     stream: tokio::net::TcpStream,
     peer: IpAddr,
     shared: Arc<Mutex<Shared>>,
+    stall_after_hello: bool,
 ) -> std::io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
@@ -243,7 +260,14 @@ async fn converse(
             };
             tokio::time::sleep(delay).await;
         }
+        let hello = line.len() >= 4
+            && (line[..4].eq_ignore_ascii_case(b"EHLO") || line[..4].eq_ignore_ascii_case(b"HELO"));
         let response = session.process(&line);
+        if stall_after_hello && hello {
+            writer.write_all(&response.buffer()?).await?;
+            hold(reader).await;
+            return Ok(());
+        }
         match response.action {
             Action::Reply => writer.write_all(&response.buffer()?).await?,
             Action::Close => {
