@@ -275,6 +275,9 @@ async fn sigterm_during_a_hanging_send_exits_within_the_grace_period() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // reqwest is built without a default TLS provider; the service installs ring's, and so does this
+    // test, which may run before any service has started in this process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let post = |path: &'static str, message: Value| {
         let (client, base, secret) = (client.clone(), base.clone(), secret.clone());
