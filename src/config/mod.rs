@@ -330,7 +330,10 @@ impl Settings {
             }
         };
         let invitation_ttl = parse_duration(&get("PORTAL_INVITATION_TTL")).ok_or_else(|| {
-            SettingError::new("PORTAL_INVITATION_TTL", "is not a duration; use e.g. 7d, 48h or 90m")
+            SettingError::new(
+                "PORTAL_INVITATION_TTL",
+                "is not a duration from 1s to 365d; use e.g. 7d, 48h or 90m",
+            )
         })?;
         let smtp_url = non_empty(raw.get("PORTAL_SMTP_URL"));
         if let Some(url) = &smtp_url {
@@ -351,8 +354,9 @@ impl Settings {
         let templates_dir = non_empty(raw.get("PORTAL_TEMPLATES_DIR")).map(std::path::PathBuf::from);
         let twilio = parse_twilio(raw, &get("PORTAL_TWILIO_API_URL"))?;
         let duration = |name: &str| {
-            parse_duration(&get(name))
-                .ok_or_else(|| SettingError::new(name, "is not a duration; use e.g. 30m, 12h or 1d"))
+            parse_duration(&get(name)).ok_or_else(|| {
+                SettingError::new(name, "is not a duration from 1s to 365d; use e.g. 30m, 12h or 1d")
+            })
         };
         let password_min_length = get("PORTAL_PASSWORD_MIN_LENGTH")
             .trim()
