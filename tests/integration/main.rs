@@ -4,6 +4,7 @@
 
 mod browser;
 mod delivery;
+mod fuzz;
 mod helpers;
 mod html;
 mod invitations;
