@@ -23,7 +23,7 @@ use crate::{helpers::*, web::*};
 
 // The same hostile strategies as the unit tests; the file depends only on proptest and serde_json.
 #[path = "../../src/domain/hostile.rs"]
-#[allow(dead_code)]
+#[allow(dead_code)] // not every strategy is used here
 mod hostile;
 
 const ENDPOINTS: [&str; 2] = ["/webhooks", "/actions/send-portal-invitation"];
@@ -238,7 +238,7 @@ fn near_valid_message() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
                 Replacement::Text(text) => text,
                 Replacement::SameType(text, number) => match message.pointer(&target) {
                     Some(Value::Number(_)) => number.to_string(),
-                    Some(Value::String(_)) => Value::String(text).to_string(),
+                    // A string for a string; for an object, array or bool, a wrong type on purpose.
                     _ => Value::String(text).to_string(),
                 },
             };
