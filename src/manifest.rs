@@ -197,6 +197,8 @@ fn check_path(name: &str, value: &str) -> Result<(), ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::hostile;
+    use proptest::prelude::*;
 
     #[test]
     fn the_shipped_manifest_is_valid_and_subscribes_to_every_handled_event() {
@@ -242,5 +244,51 @@ mod tests {
         let copy = Manifest::parse(&text).unwrap();
         assert_eq!(copy.plugin.base_url, "https://portal.shop.example");
         assert_eq!(copy.webhooks, manifest.webhooks);
+    }
+
+    /// The shipped manifest with a few lines replaced by hostile text, a value swapped for another,
+    /// or lines dropped: what a hand-edited manifest looks like.
+    fn near_manifest() -> impl Strategy<Value = String> {
+        let edit = prop_oneof![
+            (any::<prop::sample::Index>(), hostile::text()).prop_map(|(i, t)| (i, Some(t))),
+            (any::<prop::sample::Index>(), Just(None)),
+        ];
+        let value = prop_oneof![
+            hostile::text().prop_map(|t| toml::Value::String(t).to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+        ];
+        (prop::collection::vec(edit, 1..4), any::<prop::sample::Index>(), value).prop_map(
+            |(edits, which, value)| {
+                let mut lines: Vec<String> = EMBEDDED.lines().map(str::to_owned).collect();
+                let assignments: Vec<usize> =
+                    (0..lines.len()).filter(|&i| lines[i].contains(" = ")).collect();
+                let target = *which.get(&assignments);
+                let key = lines[target].split(" = ").next().unwrap_or_default().to_owned();
+                lines[target] = format!("{key} = {value}");
+                for (at, replacement) in edits {
+                    let i = at.index(lines.len());
+                    match replacement {
+                        Some(text) => lines[i] = text,
+                        None => {
+                            lines.remove(i);
+                        }
+                    }
+                }
+                lines.join("\n")
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_manifest_or_an_error(text in prop_oneof![hostile::text(), near_manifest()]) {
+            if let Ok(manifest) = Manifest::parse(&text) {
+                // What we accept, the deployment copy keeps accepting.
+                let copy = manifest.for_deployment(&Url::parse("https://portal.example.com").unwrap());
+                prop_assert!(copy.is_ok_and(|copy| Manifest::parse(&copy).is_ok()));
+            }
+        }
     }
 }

@@ -374,7 +374,7 @@ impl Settings {
         let outbox_dir = std::path::PathBuf::from(get("PORTAL_OUTBOX_DIR").trim());
         let templates_dir = non_empty(raw.get("PORTAL_TEMPLATES_DIR")).map(std::path::PathBuf::from);
         let twilio = parse_twilio(raw, &get("PORTAL_TWILIO_API_URL"))?;
-        let duration = |name: &str| within(name, DAY * 400, "30m, 12h or 1d");
+        let duration = |name: &str| within(name, DAY * 365, "30m, 12h or 1d");
         let password_min_length = get("PORTAL_PASSWORD_MIN_LENGTH")
             .trim()
             .parse::<usize>()

@@ -96,7 +96,14 @@ pub(super) fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, SettingErro
         .collect()
 }
 
-/// Parses a duration such as `90s`, `30m`, `12h` or `7d` (used by settings with a lifetime).
+/// The longest lifetime a setting may have. Every lifetime is added to the current time somewhere
+/// (an expiry, a session's end), and chrono panics past the year 262143: a typo such as `100000000d`
+/// must stop the start with the setting named, not crash the first login. A year is far beyond any
+/// sensible link or session.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// Parses a duration such as `90s`, `30m`, `12h` or `7d`, from one second to [`MAX_DURATION`] (used
+/// by settings with a lifetime).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
@@ -109,5 +116,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" => number.checked_mul(86_400)?,
         _ => return None,
     };
-    (seconds > 0).then(|| Duration::from_secs(seconds))
+    let duration = Duration::from_secs(seconds);
+    (seconds > 0 && duration <= MAX_DURATION).then_some(duration)
 }

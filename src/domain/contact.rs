@@ -155,6 +155,7 @@ impl fmt::Debug for Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::hostile;
     use proptest::prelude::*;
 
     #[test]
@@ -238,6 +239,34 @@ mod tests {
         #[test]
         fn text_never_keeps_control_characters(s in "[a-z]{1,5}[\\x00-\\x1f][a-z]{1,5}") {
             prop_assert!(Text::parse(&s, 100).is_err());
+        }
+
+        #[test]
+        fn any_text_is_an_address_or_an_error_and_an_address_is_well_formed(s in hostile::text()) {
+            if let Ok(email) = EmailAddress::parse(&s) {
+                prop_assert_eq!(email.as_str(), s.trim());
+                prop_assert!(email.as_str().len() <= 254);
+                prop_assert_eq!(email.as_str().matches('@').count(), 1);
+                prop_assert!(!email.as_str().chars().any(char::is_control));
+                prop_assert!(email.local_part().len() <= 64);
+            }
+        }
+
+        #[test]
+        fn any_text_is_a_mobile_number_or_an_error(s in hostile::text()) {
+            if let Ok(number) = E164Number::parse(&s) {
+                prop_assert_eq!(number.as_str(), s.as_str());
+                prop_assert!((3..=16).contains(&s.len()) && s[1..].bytes().all(|b| b.is_ascii_digit()));
+            }
+        }
+
+        #[test]
+        fn accepted_text_is_trimmed_bounded_and_printable(s in hostile::text(), max in 0usize..300) {
+            if let Ok(text) = Text::parse(&s, max) {
+                prop_assert_eq!(text.as_str(), s.trim());
+                prop_assert!((1..=max).contains(&text.as_str().chars().count()));
+                prop_assert!(!text.as_str().chars().any(char::is_control));
+            }
         }
     }
 }

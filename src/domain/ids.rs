@@ -77,6 +77,7 @@ host_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::hostile;
     use proptest::prelude::*;
 
     #[test]
@@ -111,6 +112,20 @@ mod tests {
         ) {
             let value = format!("{prefix}{bad}{suffix}");
             prop_assert!(ShopId::parse(&value).is_err());
+        }
+
+        #[test]
+        fn any_text_is_an_id_or_an_error_and_an_id_is_safe_in_a_path(s in hostile::text()) {
+            let parsed = [
+                ShopId::parse(&s).map(|id| id.to_string()),
+                CustomerId::parse(&s).map(|id| id.to_string()),
+                WebhookId::parse(&s).map(|id| id.to_string()),
+                InteractionId::parse(&s).map(|id| id.to_string()),
+            ];
+            for id in parsed.into_iter().flatten() {
+                prop_assert_eq!(&id, &s);
+                prop_assert!(!id.contains(['/', '.', '%', ' ']));
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Values the service reasons about, each parsed once where it enters (parse, don't validate).
 
 pub mod contact;
+#[cfg(test)]
+pub mod hostile;
 pub mod ids;
 pub mod shop;
 

@@ -120,6 +120,8 @@ impl Locale {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::hostile;
+    use proptest::prelude::*;
 
     #[test]
     fn tiers_are_ordered_and_only_gold_and_above_include_the_portal() {
@@ -146,6 +148,30 @@ mod tests {
         }
         for bad in ["", "e", "english-Australia", "en_AU", "en-", "<script>"] {
             assert!(Locale::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_tier_or_an_error_and_a_tier_spells_itself(s in hostile::text()) {
+            if let Ok(tier) = s.parse::<SubscriptionTier>() {
+                prop_assert_eq!(tier.as_str(), s.as_str());
+            }
+        }
+
+        #[test]
+        fn any_text_is_a_time_zone_or_an_error_and_a_zone_round_trips(s in hostile::text()) {
+            if let Ok(zone) = TimeZone::parse(&s) {
+                prop_assert_eq!(TimeZone::parse(zone.name()), Ok(zone));
+            }
+        }
+
+        #[test]
+        fn any_text_is_a_locale_or_an_error_and_a_locale_is_short_ascii(s in hostile::text()) {
+            if let Ok(locale) = Locale::parse(&s) {
+                prop_assert_eq!(locale.as_str(), s.as_str());
+                prop_assert!(s.len() <= 35 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use poem_openapi::{
 
 use super::{
     problem::HostError,
-    signature::{self, SignatureHeaders, Verified, WebhookSecret},
+    signature::{self, SignatureError, SignatureHeaders, Verified, WebhookSecret},
 };
 use crate::clock::Clock;
 
@@ -74,13 +74,36 @@ impl<T> SignedMessage<T> {
             timestamp: text_header("webhook-timestamp"),
             signature: text_header("webhook-signature"),
         };
-        let verified = signature::verify(&keys.secrets, headers, &raw, keys.clock.now().timestamp())?;
+        let verified = signature::verify(&keys.secrets, headers, &raw, keys.clock.now().timestamp())
+            .inspect_err(|error| log_refused_signature(request, error))?;
 
         if !is_json(request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
             return Err(HostError::NotJson);
         }
         Ok(Self { verified, body: raw, _schema: PhantomData })
     }
+}
+
+/// A refused signature is a security event: a caller without the secret, a replay outside the
+/// window, or a secret configured wrong. One line says which check failed and where the call came
+/// from, and nothing the caller sent: not the signature, not the body, not even the header values.
+fn log_refused_signature(request: &Request, error: &SignatureError) {
+    let (reason, header) = match error {
+        SignatureError::MissingHeader(name) => ("missing_header", *name),
+        SignatureError::MalformedHeader(name) => ("malformed", *name),
+        SignatureError::TooOld | SignatureError::TooNew => ("stale_timestamp", "webhook-timestamp"),
+        SignatureError::NoMatch => ("no_matching_signature", "webhook-signature"),
+    };
+    let peer = request.remote_addr().as_socket_addr().map(|a| a.ip().to_string());
+    tracing::warn!(
+        target: "portal_invites::security",
+        event = "bad_signature",
+        reason,
+        header,
+        path = request.uri().path(),
+        peer = peer.as_deref().unwrap_or("unknown"),
+        "a host call was refused: its signature does not check out"
+    );
 }
 
 /// `application/json`, with or without parameters such as `charset=utf-8`.
@@ -123,6 +146,8 @@ impl<'a, T: Type> ApiExtractor<'a> for SignedMessage<T> {
 #[cfg(test)]
 mod tests {
     use super::is_json;
+    use crate::domain::hostile;
+    use proptest::prelude::*;
 
     #[test]
     fn json_content_types_are_recognised() {
@@ -132,5 +157,21 @@ mod tests {
         assert!(!is_json(Some("text/plain")));
         assert!(!is_json(Some("application/jsonx")));
         assert!(!is_json(None));
+    }
+
+    proptest! {
+        #[test]
+        fn any_content_type_is_judged_by_its_essence_alone(
+            essence in prop_oneof![Just("application/json".to_owned()), Just("APPLICATION/Json".to_owned()), hostile::text()],
+            parameters in proptest::option::of(hostile::text()),
+            padding in "[ \t]{0,3}",
+        ) {
+            let header = match &parameters {
+                Some(p) => format!("{padding}{essence}{padding};{p}"),
+                None => format!("{padding}{essence}{padding}"),
+            };
+            let expected = essence.trim().eq_ignore_ascii_case("application/json") && !essence.contains(';');
+            prop_assert_eq!(is_json(Some(&header)), expected, "{:?}", header);
+        }
     }
 }

@@ -191,6 +191,7 @@ fn parse_v1_entries(header: &str) -> Result<Vec<[u8; 32]>, SignatureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::hostile;
     use proptest::prelude::*;
 
     const VECTOR_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -364,6 +365,93 @@ mod tests {
                 let i = flip % changed.len();
                 changed[i] ^= 1 << (flip % 8);
                 prop_assert!(verify(&[s], headers(&signature), &changed, VECTOR_TIMESTAMP).is_err());
+            }
+        }
+    }
+
+    /// A `webhook-timestamp` as senders get it wrong: digits of any length, signs, spaces, fractions.
+    fn near_timestamp() -> impl Strategy<Value = String> {
+        prop_oneof!["[0-9]{0,25}", "[+-]?[0-9]{1,12}(\\.[0-9]{1,3})?", " ?[0-9]{10} ?", hostile::text(),]
+    }
+
+    /// One `webhook-signature` entry with a comma: a version (often `v1`) and base64-ish text.
+    fn signature_entry() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| format!("v1,{}", STANDARD.encode(b))),
+            "v[0-9a-z]{0,3},[A-Za-z0-9+/=,]{0,60}",
+        ]
+    }
+
+    /// A `webhook-signature` header: entries with and without commas, runs of spaces, sometimes far
+    /// more entries than the host ever sends, or no structure at all.
+    fn near_signature() -> impl Strategy<Value = String> {
+        let entry = prop_oneof![signature_entry(), "[^ ]{0,20}"];
+        prop_oneof![
+            (prop::collection::vec(entry, 0..40), " {1,3}").prop_map(|(entries, gap)| entries.join(&gap)),
+            hostile::text(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_headers_and_body_are_answered_without_panicking(
+            id in proptest::option::of(prop_oneof!["[A-Za-z0-9_-]{0,70}", hostile::text()]),
+            timestamp in proptest::option::of(near_timestamp()),
+            signature in proptest::option::of(near_signature()),
+            body in hostile::bytes(),
+            now in 0i64..4_000_000_000,
+        ) {
+            let headers = SignatureHeaders {
+                id: id.as_deref(),
+                timestamp: timestamp.as_deref(),
+                signature: signature.as_deref(),
+            };
+            let result = verify(&[secret()], headers, &body, now);
+            // Nothing here was signed with the secret, so nothing may pass.
+            prop_assert!(result.is_err(), "{result:?}");
+        }
+
+        #[test]
+        fn a_valid_signature_verifies_among_any_other_entries(
+            others in prop::collection::vec(signature_entry(), 0..15),
+            position in any::<prop::sample::Index>(),
+            gap in " {1,3}",
+            body in hostile::bytes(),
+        ) {
+            let s = secret();
+            let mut entries = others;
+            entries.insert(position.index(entries.len() + 1), s.sign(VECTOR_ID, VECTOR_TIMESTAMP, &body));
+            let header = entries.join(&gap);
+            prop_assert!(verify(&[s], headers(&header), &body, VECTOR_TIMESTAMP).is_ok(), "{header}");
+        }
+
+        #[test]
+        fn any_text_is_a_secret_or_an_error(text in prop_oneof![
+            hostile::text(),
+            hostile::text().prop_map(|t| format!("{SECRET_PREFIX}{t}")),
+        ]) {
+            if let Ok(secret) = WebhookSecret::parse(&text) {
+                prop_assert!((24..=64).contains(&secret.key.len()));
+            }
+        }
+
+        #[test]
+        fn a_secret_of_any_length_is_accepted_exactly_from_24_to_64_bytes(
+            key in prop::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let parsed = WebhookSecret::parse(&format!("{SECRET_PREFIX}{}", STANDARD.encode(&key)));
+            match parsed {
+                Ok(secret) => prop_assert_eq!(secret.key, key),
+                Err(e) => prop_assert_eq!(e, InvalidSecret::Length(key.len())),
+            }
+        }
+
+        #[test]
+        fn timestamps_round_trip_and_anything_else_is_malformed(ts in 0i64..1_000_000_000_000, text in near_timestamp()) {
+            prop_assert_eq!(parse_timestamp(&ts.to_string()), Ok(ts));
+            if let Ok(parsed) = parse_timestamp(&text) {
+                let shown = parsed.to_string();
+                prop_assert_eq!(shown.trim_start_matches('0'), text.trim_start_matches('0'));
             }
         }
     }

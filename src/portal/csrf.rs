@@ -40,6 +40,8 @@ pub fn same_site(request: &poem::Request, public_origin: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::hostile;
+    use proptest::prelude::*;
 
     #[test]
     fn tokens_are_bound_to_their_key_and_binding() {
@@ -72,5 +74,64 @@ mod tests {
             origin
         ));
         assert!(!same_site(&request(&[("origin", "https://evil.example")]), origin));
+    }
+
+    /// A request with these headers; values a client cannot send (control bytes) are left out.
+    fn request_with(headers: &[(&'static str, Vec<u8>)]) -> poem::Request {
+        let mut request = poem::Request::builder().finish();
+        for (name, value) in headers {
+            if let Ok(value) = poem::http::HeaderValue::from_bytes(value) {
+                request.headers_mut().append(*name, value);
+            }
+        }
+        request
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_exact_token_verifies(
+            key in prop::collection::vec(any::<u8>(), 0..80),
+            binding in hostile::text(),
+            submitted in hostile::text(),
+        ) {
+            let expected = token(&key, &binding);
+            prop_assert!(verify(&key, &binding, &expected));
+            prop_assert_eq!(verify(&key, &binding, &submitted), submitted == expected);
+        }
+
+        #[test]
+        fn any_site_and_origin_headers_are_judged_without_panicking(
+            site in proptest::option::of(prop_oneof![
+                prop::sample::select(vec!["same-origin", "none", "cross-site", "same-site", "SAME-ORIGIN"])
+                    .prop_map(|s| s.as_bytes().to_vec()),
+                hostile::bytes(),
+            ]),
+            origin in proptest::option::of(prop_oneof![
+                Just(b"https://portal.example.com".to_vec()),
+                Just(b"null".to_vec()),
+                hostile::bytes(),
+            ]),
+        ) {
+            let origin_ours = "https://portal.example.com";
+            let mut headers = Vec::new();
+            if let Some(site) = &site {
+                headers.push(("sec-fetch-site", site.clone()));
+            }
+            if let Some(origin) = &origin {
+                headers.push(("origin", origin.clone()));
+            }
+            let request = request_with(&headers);
+            let allowed = same_site(&request, origin_ours);
+            // Whatever else is sent, a browser that says the POST is cross-site is believed.
+            if site.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(b"cross-site")) {
+                prop_assert!(!allowed);
+            }
+            // And with no Sec-Fetch-Site, a foreign Origin is refused.
+            if site.is_none() && request.headers().get("origin").is_some_and(|o| {
+                o.to_str().is_ok_and(|o| o != "null" && !o.eq_ignore_ascii_case(origin_ours))
+            }) {
+                prop_assert!(!allowed);
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 mod browser;
 mod delivery;
 mod faults;
+mod fuzz;
 mod helpers;
 mod html;
 mod invitations;

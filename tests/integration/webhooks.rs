@@ -326,3 +326,78 @@ async fn a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it(app: 
     assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE id LIKE 'msg_stranger_%'").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE id = 'msg_twice'").await, 1);
 }
+
+#[tokio::test]
+async fn each_refused_signature_is_one_security_event_that_holds_nothing_the_caller_sent() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let body = br#"{"type": "plugin.installed", "marker": "BODY-MARKER-7731"}"#.to_vec();
+    let json_type = ("content-type", "application/json".to_owned());
+    let ts = app.clock.now().timestamp();
+    let stale = ts - 1000;
+    let forger = WebhookSecret::parse(&WebhookSecret::generate()).unwrap();
+    let forged = forger.sign("msg_forged", ts, &body);
+    let stale_signature = app.secret.sign("msg_stale", stale, &body);
+    // (endpoint, the reason logged, the headers sent)
+    type Attempt<'a> = (&'a str, &'a str, Vec<(&'a str, String)>);
+    let attempts: Vec<Attempt> = vec![
+        ("/webhooks", "missing_header", vec![("webhook-id", "msg_missing".into()), json_type.clone()]),
+        (
+            "/webhooks",
+            "malformed",
+            vec![
+                ("webhook-id", "msg_malformed".into()),
+                ("webhook-timestamp", "yesterday".into()),
+                ("webhook-signature", forged.clone()),
+                json_type.clone(),
+            ],
+        ),
+        (
+            "/webhooks",
+            "stale_timestamp",
+            vec![
+                ("webhook-id", "msg_stale".into()),
+                ("webhook-timestamp", stale.to_string()),
+                ("webhook-signature", stale_signature.clone()),
+                json_type.clone(),
+            ],
+        ),
+        (
+            "/actions/send-portal-invitation",
+            "no_matching_signature",
+            vec![
+                ("webhook-id", "msg_forged".into()),
+                ("webhook-timestamp", ts.to_string()),
+                ("webhook-signature", forged.clone()),
+                json_type.clone(),
+            ],
+        ),
+    ];
+    for (path, reason, headers) in &attempts {
+        let before = app.logs.count("event=\"bad_signature\"");
+        assert_eq!(app.post_raw(path, headers, body.clone()).await.status().as_u16(), 401);
+        let logs = app.logs.text();
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains("event=\"bad_signature\"")).collect();
+        assert_eq!(lines.len(), before + 1, "one event per refused request:\n{logs}");
+        let line = lines.last().unwrap();
+        assert!(line.contains("WARN") && line.contains("portal_invites::security"), "{line}");
+        assert!(line.contains(&format!("reason=\"{reason}\"")), "{line}");
+        assert!(line.contains(&format!("path=\"{path}\"")), "{line}");
+    }
+
+    // A good message is no security event.
+    app.deliver(&installed("shop_1", 1)).await;
+    assert_eq!(app.logs.count("event=\"bad_signature\""), attempts.len());
+
+    // Nothing the caller sent, nor the secret, is in the log.
+    let logs = app.logs.text();
+    let secret_key = app.secret_text.trim_start_matches("whsec_");
+    for leak in [
+        secret_key,
+        forged.trim_start_matches("v1,"),
+        stale_signature.trim_start_matches("v1,"),
+        "BODY-MARKER-7731",
+        "yesterday",
+    ] {
+        assert!(!logs.contains(leak), "{leak:?} is in the log:\n{logs}");
+    }
+}
