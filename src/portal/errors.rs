@@ -31,6 +31,14 @@ pub enum PortalError {
         /// How long to wait.
         retry_after: Duration,
     },
+    /// Too many reset requests from this client: wait.
+    #[error("too many reset requests")]
+    ResetsThrottled {
+        /// The shop.
+        shop: Box<shop::Model>,
+        /// How long to wait.
+        retry_after: Duration,
+    },
     /// Password hashing is at capacity: retry in a moment.
     #[error("busy")]
     Busy(Option<Box<shop::Model>>),
@@ -40,6 +48,12 @@ pub enum PortalError {
     /// A fault of ours, logged.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// "a minute", "5 minutes": a wait, rounded up to whole minutes.
+fn wait_text(wait: Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    if minutes == 1 { "a minute".to_owned() } else { format!("{minutes} minutes") }
 }
 
 impl From<sea_orm::DbErr> for PortalError {
@@ -104,8 +118,7 @@ impl PortalError {
                 None,
             ),
             Self::Throttled { shop, retry_after } => {
-                let minutes = retry_after.as_secs().div_ceil(60).max(1);
-                let wait = if minutes == 1 { "a minute".to_owned() } else { format!("{minutes} minutes") };
+                let wait = wait_text(retry_after);
                 (
                     StatusCode::TOO_MANY_REQUESTS,
                     notice(
@@ -113,6 +126,21 @@ impl PortalError {
                         "Too many attempts",
                         &format!(
                             "For your security, please wait {wait} before trying again, or reset your password with \"Forgot your password?\"."
+                        ),
+                        false,
+                    ),
+                    Some(retry_after.as_secs().max(1)),
+                )
+            }
+            Self::ResetsThrottled { shop, retry_after } => {
+                let wait = wait_text(retry_after);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    notice(
+                        Base::shop(state, &shop, "Too many requests"),
+                        "Too many reset requests",
+                        &format!(
+                            "Reset emails were asked for several times from here. Please check your inbox (and spam folder) for one, or wait {wait} before asking again."
                         ),
                         false,
                     ),

@@ -494,7 +494,7 @@ pub async fn forgot_submit(
                 retry_after_secs = retry_after.as_secs(),
                 "reset request refused: too many from this client"
             );
-            return Err(PortalError::Throttled { shop: Box::new(shop), retry_after });
+            return Err(PortalError::ResetsThrottled { shop: Box::new(shop), retry_after });
         }
         state.delivery.wake.notify_one();
         let minutes = ttl.num_minutes();

@@ -447,8 +447,12 @@ proptest! {
             Some(peer) if !is_trusted(&peer) => prop_assert_eq!(found, Some(peer)),
             Some(peer) => {
                 let found = found.unwrap();
-                // Either the peer itself, or an address the header names that is not a proxy of ours.
-                let named = header.split(',').any(|part| part.trim().parse::<IpAddr>() == Ok(found));
+                // Either the peer itself, or an address the header names (bare, or with a port) that
+                // is not a proxy of ours.
+                let named = header.split(',').map(str::trim).any(|part| {
+                    part.parse::<IpAddr>() == Ok(found)
+                        || part.parse::<std::net::SocketAddr>().is_ok_and(|s| s.ip() == found)
+                });
                 prop_assert!(found == peer || (named && !is_trusted(&found)), "{found} from {header:?}");
             }
         }

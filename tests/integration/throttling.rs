@@ -171,12 +171,16 @@ async fn a_flood_of_reset_requests_from_one_client_is_cut_short(backend: Backend
     let mut web = Web::new(&app);
     let csrf = web.get("/p/shop_1/forgot").await.csrf();
     let mut statuses = Vec::new();
+    let mut last = None;
     for n in 0..20 {
         // A different customer each time: the limit is on the client, not on the address asked for.
         let email = if n == 0 { EMAIL.to_owned() } else { format!("customer{n}@example.com") };
         let page = web.post("/p/shop_1/forgot", &[("csrf", &csrf), ("email", &email)]).await;
         statuses.push(page.status);
+        last = Some(page);
     }
+    let refused = last.unwrap();
+    assert!(refused.body.contains("Too many reset requests") && refused.body.contains("check your inbox"));
     assert_eq!(&statuses[..5], &[200; 5], "five free");
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
     assert_eq!(reset_rows(&app).await, 5, "only the first five queued anything");
