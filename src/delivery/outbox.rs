@@ -144,21 +144,27 @@ pub async fn enqueue<C: ConnectionTrait>(
         created_at: to_millis(now),
         sent_at: None,
     };
+    let backend = conn.get_database_backend();
     let mut insert = outbox_message::ActiveModel::from(row.clone());
-    if let Some(first) = first_attempt {
-        insert.lease_until = sea_orm::ActiveValue::NotSet;
-        outbox_message::Entity::insert(insert).exec_without_returning(conn).await?;
-        // The lease is set on the lease clock (the database's on PostgreSQL).
-        outbox_message::Entity::update_many()
-            .col_expr(
-                outbox_message::Column::LeaseUntil,
-                lease_until(conn.get_database_backend(), first.lease, now),
-            )
-            .filter(outbox_message::Column::Id.eq(row.id.as_str()))
-            .exec(conn)
-            .await?;
-    } else {
-        outbox_message::Entity::insert(insert).exec_without_returning(conn).await?;
+    match first_attempt {
+        Some(first) if backend == DbBackend::Postgres => {
+            // The lease is set on the database's clock, which the insert cannot name.
+            insert.lease_until = sea_orm::ActiveValue::NotSet;
+            outbox_message::Entity::insert(insert).exec_without_returning(conn).await?;
+            outbox_message::Entity::update_many()
+                .col_expr(outbox_message::Column::LeaseUntil, lease_until(backend, first.lease, now))
+                .filter(outbox_message::Column::Id.eq(row.id.as_str()))
+                .exec(conn)
+                .await?;
+        }
+        Some(first) => {
+            insert.lease_until =
+                sea_orm::ActiveValue::Set(Some(to_millis(now) + first.lease.num_milliseconds()));
+            outbox_message::Entity::insert(insert).exec_without_returning(conn).await?;
+        }
+        None => {
+            outbox_message::Entity::insert(insert).exec_without_returning(conn).await?;
+        }
     }
     Ok(row)
 }
