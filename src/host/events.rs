@@ -442,11 +442,27 @@ mod tests {
     }
 
     #[test]
-    fn manifest_names_match_the_enum() {
-        for kind in LifecycleEventType::ALL {
-            assert_eq!(LifecycleEventType::from_name(kind.name()), Some(kind));
+    fn the_webhook_event_names_are_the_contracts_and_the_manifests() {
+        // Contract §5: the lifecycle and data events `POST /webhooks` receives, spelled as the host sends them.
+        let contract = [
+            "plugin.installed",
+            "plugin.uninstalled",
+            "shop.updated",
+            "customer.updated",
+            "customer.deleted",
+        ];
+        let ours: Vec<&str> = LifecycleEventType::ALL.iter().map(|kind| kind.name()).collect();
+        assert_eq!(ours, contract);
+        for name in contract {
+            assert_eq!(LifecycleEventType::from_name(name).map(LifecycleEventType::name), Some(name));
+            assert!(
+                crate::manifest::EMBEDDED.contains(&format!("\"{name}\"")),
+                "{name} is not in the manifest"
+            );
         }
-        assert_eq!(LifecycleEventType::from_name("action.invoked"), None);
+        for other in ["action.invoked", "dialog.submitted", "Plugin.Installed", "plugin.installed ", ""] {
+            assert_eq!(LifecycleEventType::from_name(other), None, "{other:?}");
+        }
     }
 
     /// The `data` of every message the service parses, as the contract's examples give them.

@@ -30,9 +30,15 @@ pub enum Backend {
     Postgres,
 }
 
-/// The PostgreSQL server for tests, if configured.
+/// The PostgreSQL server for tests, if configured. With `PORTAL_TEST_REQUIRE_POSTGRES=1` (as in CI)
+/// a missing one fails the test instead of skipping its PostgreSQL variant: a run that silently
+/// tested one database must not pass for one that tested both.
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("PORTAL_TEST_POSTGRES_URL").ok().filter(|u| !u.trim().is_empty())
+    let url = std::env::var("PORTAL_TEST_POSTGRES_URL").ok().filter(|u| !u.trim().is_empty());
+    if url.is_none() && std::env::var("PORTAL_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+        panic!("PORTAL_TEST_REQUIRE_POSTGRES=1 but PORTAL_TEST_POSTGRES_URL is not set");
+    }
+    url
 }
 
 /// A fresh database: where it is and how to throw it away.

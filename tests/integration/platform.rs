@@ -106,6 +106,7 @@ async fn the_sqlite_wal_stays_bounded_under_sustained_load() {
         largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 3000);
+    assert!(largest > 0, "no WAL file seen at {wal}: the test is not watching the database's WAL");
     // 3000 commits of several pages each would be tens of MiB if checkpoints stopped.
     assert!(largest <= SQLITE_WAL_SIZE_LIMIT, "the WAL grew to {largest} bytes");
     assert!(largest < 8 * 1024 * 1024, "the WAL grew to {largest} bytes: checkpoints are not running");
