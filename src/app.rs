@@ -228,17 +228,8 @@ impl App {
         let in_flight = &self.state.delivery.in_flight;
         in_flight.close();
         if tokio::time::timeout_at(deadline, in_flight.wait()).await.is_err() {
-            let owner = self.state.delivery.instance.clone();
-            let released = self
-                .state
-                .db
-                .write(move |txn| {
-                    Box::pin(async move { crate::delivery::outbox::release_leases(txn, &owner).await })
-                })
-                .await;
             tracing::warn!(
                 abandoned = in_flight.len(),
-                released = ?released,
                 "the shutdown grace period is over: sends in flight are abandoned; their messages will be sent \
                  again, with the same links"
             );
@@ -256,8 +247,23 @@ impl App {
                 Ok(())
             }
         };
+        // Every lease still held is given back (an abandoned send's, or a first attempt a request
+        // began in the last moments), so the next instance sends those messages at once. Bounded: an
+        // unreachable database must not hold the exit.
+        let owner = self.state.delivery.instance.clone();
+        let release = self.state.db.write(move |txn| {
+            Box::pin(async move { crate::delivery::outbox::release_leases(txn, &owner).await })
+        });
+        match tokio::time::timeout(LEAST_REQUEST_GRACE, release).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(released)) => tracing::info!(released, "leases of unfinished sends given back"),
+            Ok(Err(error)) => tracing::warn!(%error, "could not give back the leases of unfinished sends"),
+            Err(_) => tracing::warn!(
+                "the database did not answer in time to give back the leases of unfinished sends"
+            ),
+        }
         // Closing lets SQLite checkpoint and remove its WAL file.
-        let _ = self.state.db.close().await;
+        let _ = tokio::time::timeout(LEAST_REQUEST_GRACE, self.state.db.close()).await;
         served
     }
 

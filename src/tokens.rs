@@ -7,9 +7,10 @@
 //! ([`revoke_all_for_account`], in the same transaction): an older reset link, or the set-up link of
 //! an invitation never used, must not set the password again for whoever still holds that email.
 //!
-//! Messages that carry a link are rendered when they are sent, not when they are queued: a retry
-//! gives the token a fresh value ([`remint`]) instead of keeping the old one anywhere, so a token in
-//! clear exists only in memory and in the message that went out.
+//! Messages that carry a link are rendered when they are sent, not when they are queued. Until a
+//! message is finished its token is kept sealed in its outbox row ([`crate::sealing`]), so every
+//! attempt sends the same link; then it is wiped. Only rows queued before sealing existed get a fresh
+//! value at each attempt ([`remint`]).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};

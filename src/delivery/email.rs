@@ -4,8 +4,8 @@
 //! Each message has a connection of its own. lettre's pool would hand a connection whose exchange our
 //! deadline cut short (see [`super::send::transmit`]) to the next message, which would then read the
 //! late answer to the previous message's command as its own; a fresh connection per message costs a
-//! greeting and a handshake and is never out of step. lettre's own timeout bounds the TCP connect
-//! only; the deadline bounds the whole exchange.
+//! greeting and a handshake and is never out of step. lettre's own timeout is set too, per step;
+//! the deadline bounds the whole exchange, whatever the server does between steps.
 
 use std::{path::PathBuf, time::Duration};
 

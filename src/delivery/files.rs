@@ -105,7 +105,7 @@ pub async fn sweep(db: &Database, dir: &Path) -> Result<usize, DbErr> {
             // The customer's folder, then the shop's, when nothing is left in them.
             let customer = path.parent();
             for folder in [customer, customer.and_then(Path::parent)].into_iter().flatten() {
-                if folder != dir {
+                if folder != dir && folder.starts_with(&dir) {
                     let _ = std::fs::remove_dir(folder);
                 }
             }
@@ -115,23 +115,37 @@ pub async fn sweep(db: &Database, dir: &Path) -> Result<usize, DbErr> {
     Ok(removed)
 }
 
-/// Every `<shop>/<customer>/<message>.(eml|sms)` under `dir`, with its message id.
+/// Every message file under `dir`, with its message id: `<shop>/<customer>/<message>.(eml|sms)`,
+/// the temporary `.<message>.(eml|sms).tmp` of a write that was cut short, and files of the flat
+/// layout of earlier versions (`<message>.(eml|sms)` directly in `dir`).
 fn list(dir: &Path) -> Vec<(String, PathBuf)> {
     let entries = |path: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(path).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
     };
-    let mut found = Vec::new();
-    for shop in entries(dir).into_iter().filter(|p| p.is_dir()) {
-        for customer in entries(&shop).into_iter().filter(|p| p.is_dir()) {
-            for file in entries(&customer) {
-                let is_message = matches!(file.extension().and_then(|e| e.to_str()), Some("eml" | "sms"));
-                if let (true, Some(stem)) = (is_message, file.file_stem().and_then(|s| s.to_str())) {
-                    found.push((stem.to_owned(), file.clone()));
-                }
-            }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in entries(dir) {
+        if !entry.is_dir() {
+            files.push(entry);
+            continue;
+        }
+        for customer in entries(&entry).into_iter().filter(|p| p.is_dir()) {
+            files.extend(entries(&customer));
         }
     }
-    found
+    files
+        .into_iter()
+        .filter_map(|file| {
+            let name = file.file_name()?.to_str()?.to_owned();
+            Some((message_id(&name)?, file))
+        })
+        .collect()
+}
+
+/// The message id in a message file's name, if it is one.
+fn message_id(name: &str) -> Option<String> {
+    let name = name.strip_suffix(".tmp").map(|n| n.strip_prefix('.').unwrap_or(n)).unwrap_or(name);
+    let (id, extension) = name.rsplit_once('.')?;
+    (matches!(extension, "eml" | "sms") && !id.is_empty() && !id.contains('.')).then(|| id.to_owned())
 }
 
 #[cfg(test)]
@@ -149,5 +163,14 @@ mod tests {
         let hostile = MessageFile { shop_id: "../..".into(), customer_id: None, message_id: "a/b".into() };
         let path = hostile.path(Path::new("/o"), "sms");
         assert_eq!(path, PathBuf::from("/o/_____/_/a_b.sms"));
+    }
+
+    #[test]
+    fn message_files_half_written_or_of_the_old_layout_are_recognised() {
+        assert_eq!(message_id("msg_ab.eml").as_deref(), Some("msg_ab"));
+        assert_eq!(message_id(".msg_ab.sms.tmp").as_deref(), Some("msg_ab"));
+        for other in ["notes.txt", ".eml", "a.b.eml", "msg_ab.eml.bak", ".tmp", ""] {
+            assert_eq!(message_id(other), None, "{other}");
+        }
     }
 }

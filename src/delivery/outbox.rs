@@ -365,7 +365,32 @@ pub async fn record<C: ConnectionTrait>(
     Ok(recorded)
 }
 
+/// Records that a pending message arrived although its sender did not learn it (its link was just
+/// used): sent, with no address and no link kept, and its invitation sent.
+pub async fn settle_as_delivered<C: ConnectionTrait>(
+    conn: &C,
+    message: &outbox_message::Model,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let settled = outbox_message::Entity::update_many()
+        .col_expr(outbox_message::Column::Status, Expr::value("sent"))
+        .col_expr(outbox_message::Column::SentAt, Expr::value(to_millis(now)))
+        .col_expr(outbox_message::Column::Recipient, Expr::value(Option::<String>::None))
+        .col_expr(outbox_message::Column::SealedToken, Expr::value(Option::<String>::None))
+        .col_expr(outbox_message::Column::LeaseUntil, Expr::value(Option::<i64>::None))
+        .col_expr(outbox_message::Column::ClaimToken, Expr::value(Option::<String>::None))
+        .filter(outbox_message::Column::Id.eq(message.id.as_str()))
+        .filter(outbox_message::Column::Status.eq("pending"))
+        .exec(conn)
+        .await?;
+    if let (1, Some(invitation_id)) = (settled.rows_affected, &message.invitation_id) {
+        follow_invitation(conn, invitation_id, message.token_id.as_deref(), &Recorded::Sent, now).await?;
+    }
+    Ok(())
+}
+
 /// An invitation is sent once its message is, and failed (its token dead) once its message failed.
+/// One whose link was used meanwhile was delivered, whatever its message says: it is not failed.
 async fn follow_invitation<C: ConnectionTrait>(
     conn: &C,
     invitation_id: &str,
@@ -378,6 +403,13 @@ async fn follow_invitation<C: ConnectionTrait>(
         .filter(invitation::Column::Status.eq(InvitationStatus::Pending.as_str()));
     match recorded {
         Recorded::Sent => {
+            update
+                .col_expr(invitation::Column::Status, Expr::value(InvitationStatus::Sent.as_str()))
+                .col_expr(invitation::Column::SentAt, Expr::value(to_millis(now)))
+                .exec(conn)
+                .await?;
+        }
+        Recorded::Failed(_) | Recorded::Cancelled if link_used(conn, token_id).await? => {
             update
                 .col_expr(invitation::Column::Status, Expr::value(InvitationStatus::Sent.as_str()))
                 .col_expr(invitation::Column::SentAt, Expr::value(to_millis(now)))
@@ -407,6 +439,15 @@ async fn follow_invitation<C: ConnectionTrait>(
         _ => {}
     }
     Ok(())
+}
+
+/// Whether the token was used (its link reached the customer).
+async fn link_used<C: ConnectionTrait>(conn: &C, token_id: Option<&str>) -> Result<bool, DbErr> {
+    let Some(token_id) = token_id else { return Ok(false) };
+    Ok(crate::entities::token::Entity::find_by_id(token_id)
+        .one(conn)
+        .await?
+        .is_some_and(|token| token.used_at.is_some()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ pub mod staff_text;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
 };
 
 use crate::{
@@ -152,12 +153,15 @@ pub async fn follow_email_change<C: ConnectionTrait>(
     new_email: Option<&EmailAddress>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let Some(account) = portal_account::Entity::find()
+    let mut find = portal_account::Entity::find()
         .filter(portal_account::Column::ShopId.eq(shop_id))
-        .filter(portal_account::Column::CustomerId.eq(customer_id))
-        .one(conn)
-        .await?
-    else {
+        .filter(portal_account::Column::CustomerId.eq(customer_id));
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Takes turns with a reset link being minted for this account (which locks it too), so a
+        // link minted for the old address cannot slip past the revocation below.
+        find = find.lock_exclusive();
+    }
+    let Some(account) = find.one(conn).await? else {
         return Ok(());
     };
     let new_username = new_email.map(EmailAddress::normalized);
@@ -238,21 +242,28 @@ pub async fn follow_email_change<C: ConnectionTrait>(
     Ok(())
 }
 
-/// A password was just set with one of the account's links: every other link it was sent (the
-/// set-up link of an invitation never used, an older reset link) dies, and so does every message
-/// still waiting to carry one, so whoever holds an older email cannot set the password again.
+/// A password was just set with one of the account's links (`used_token_id`): every other link it
+/// was sent (the set-up link of an invitation never used, an older reset link) dies, and so does
+/// every message still waiting to carry one, so whoever holds an older email cannot set the password
+/// again. The message that carried the link just used evidently arrived, whatever its sender
+/// recorded (a timeout after the data, say): it and its invitation count as sent, so the invitation
+/// cannot be sent again.
 pub async fn retire_other_links<C: ConnectionTrait>(
     conn: &C,
     account: &portal_account::Model,
+    used_token_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let revoked = tokens::revoke_all_for_account(conn, &account.id, now).await?;
-    let carrying_links: Vec<outbox_message::Model> =
+    let (arrived, carrying_links): (Vec<outbox_message::Model>, Vec<outbox_message::Model>) =
         undelivered(conn, &account.shop_id, &account.customer_id)
             .await?
             .into_iter()
             .filter(|m| m.kind != MessageKind::PasswordChanged.as_str())
-            .collect();
+            .partition(|m| m.token_id.as_deref() == Some(used_token_id));
+    for message in &arrived {
+        crate::delivery::outbox::settle_as_delivered(conn, message, now).await?;
+    }
     let cancelled =
         cancel_messages(conn, &carrying_links, "a password was set with another link", now).await?;
     if revoked > 0 || cancelled > 0 {

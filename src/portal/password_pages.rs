@@ -13,7 +13,9 @@ use poem::{
     http::StatusCode,
     web::{Data, Path},
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -257,6 +259,14 @@ async fn save(
             .db
             .write(move |txn| {
                 Box::pin(async move {
+                    // The account first, then its tokens: two links of one account used at the same
+                    // moment take turns instead of locking each other's tokens (PostgreSQL).
+                    if txn.get_database_backend() == DbBackend::Postgres {
+                        portal_account::Entity::find_by_id(account_id.as_str())
+                            .lock_exclusive()
+                            .one(txn)
+                            .await?;
+                    }
                     if !consume(txn, &token_id, now).await? {
                         return Ok(None);
                     }
@@ -270,7 +280,7 @@ async fn save(
                     // A new password ends every session the account had, wherever it was, and every
                     // other link it was sent: none may set the password again.
                     session::end_all(txn, &account_id).await?;
-                    invitations::retire_other_links(txn, &owner, now).await?;
+                    invitations::retire_other_links(txn, &owner, &token_id, now).await?;
                     throttle::clear(txn, &throttle_key).await?;
                     if let (Flow::Reset, Some(recipient)) = (flow, recipient) {
                         outbox::enqueue(

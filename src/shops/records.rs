@@ -10,7 +10,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Select, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, Set,
     sea_query::{Alias, Expr, ExprTrait, LockType, OnConflict},
 };
 
@@ -302,9 +303,11 @@ pub async fn delete_customer<C: ConnectionTrait>(
 /// Each shop is locked and looked at again before anything is erased: a re-install may have been
 /// committed since the list was read, or be committing now (the lock waits for it).
 pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<Vec<String>, DbErr> {
+    // In id order: two instances erasing at once lock the shops in the same order.
     let due: Vec<shop::Model> = shop::Entity::find()
         .filter(shop::Column::EraseDueAt.lte(to_millis(now)))
         .filter(shop::Column::Installed.eq(false))
+        .order_by_asc(shop::Column::Id)
         .all(conn)
         .await?;
     let mut erased = Vec::with_capacity(due.len());

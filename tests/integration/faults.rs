@@ -26,6 +26,7 @@ crate::with_each_backend!(
     a_shutdown_with_a_send_hanging_says_not_ready_and_the_next_instance_sends_the_same_link,
     a_panicking_write_fails_alone_and_the_service_goes_on,
     an_erased_customers_message_files_go_with_them,
+    a_link_used_after_an_ambiguous_send_leaves_the_invitation_sent,
 );
 
 /// The set-up links of every email the server received.
@@ -186,14 +187,14 @@ async fn a_shutdown_with_a_send_hanging_says_not_ready_and_the_next_instance_sen
     }
     assert_eq!(said, Some((503, "shutting down".to_owned())));
     let database = stopping.await.unwrap();
-    let abandoned: Vec<String> = logs
-        .text()
-        .lines()
-        .filter(|l| l.contains("sends in flight are abandoned"))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
-    assert!(abandoned[0].contains("released=Ok(1)"), "its lease was given back: {abandoned:?}");
+    let text = logs.text();
+    assert_eq!(text.lines().filter(|l| l.contains("sends in flight are abandoned")).count(), 1);
+    let released: Vec<&str> =
+        text.lines().filter(|l| l.contains("leases of unfinished sends given back")).collect();
+    assert!(
+        released.len() == 1 && released[0].contains("released=1"),
+        "its lease was given back: {released:?}"
+    );
 
     // The abandoned send gave its lease back; the next instance sends the message, with its link.
     smtp.go_silent(false);
@@ -245,6 +246,25 @@ async fn an_erased_customers_message_files_go_with_them(backend: Backend) {
     let left = app.outbox_files();
     assert!(left[0].ends_with(std::path::Path::new("shop_1/cus_ola").join(left[0].file_name().unwrap())));
     assert!(!app.outbox_dir.join("shop_1/cus_456").exists(), "the customer's folder went too");
+}
+
+async fn a_link_used_after_an_ambiguous_send_leaves_the_invitation_sent(backend: Backend) {
+    let stack = Stack::start_with(backend, vec![("PORTAL_SEND_TIMEOUT", "1s")]).await;
+    let app = &stack.app;
+    // The server accepts the email only after the sender gave up: the outcome is unknown to us, and
+    // the message stays pending for a retry, but the customer has it.
+    stack.smtp.delay_next(1, Duration::from_secs(3));
+    assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
+    stack.smtp.wait_for(1).await;
+    let link = setup_links(&stack.smtp, &app.url).remove(0);
+    crate::web::set_up(app, &link).await;
+    // The link was used, so the email arrived: the invitation is sent, not failed, and cannot be
+    // sent again; nothing is left to retry.
+    assert_eq!(invitation_status(app).await, ["sent"]);
+    assert_eq!(code(&app.invoke("shop_1", &jana()).await), "invitation_already_sent");
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").await, 0);
+    next_round(app).await;
+    assert_eq!(stack.smtp.received().len(), 1, "not sent again");
 }
 
 /// The real binary, sent SIGTERM while the outbox worker's send hangs on a mail server that stopped
