@@ -174,6 +174,19 @@ enum Handoff {
     GaveUp,
 }
 
+/// Hands the attempt back to its own task when the waiting request goes away before taking it.
+struct GiveUpOnDrop(Arc<(Mutex<Handoff>, Notify)>);
+
+impl Drop for GiveUpOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.0.0.lock()
+            && matches!(*slot, Handoff::Waiting)
+        {
+            *slot = Handoff::GaveUp;
+        }
+    }
+}
+
 /// The first delivery attempt, made by the request itself; the answer says what became of it. The
 /// result and the answer are recorded in one transaction.
 async fn first_attempt<T>(
@@ -214,6 +227,9 @@ async fn first_attempt<T>(
             }
         });
     }
+    // If the host hangs up while we wait, this request is dropped here: the attempt then records
+    // its own result rather than leaving it for nobody (and the row to be sent again).
+    let _give_up_if_dropped = GiveUpOnDrop(handoff.clone());
     let waited = tokio::time::timeout(INLINE_BUDGET, handoff.1.notified()).await;
     let attempt = {
         let mut slot = handoff.0.lock().expect("handoff lock");
