@@ -72,6 +72,8 @@ pub struct ServiceKeys {
     pub cookies: keys::ServiceKey,
     /// Seals the links of unfinished outbox messages.
     pub outbox: Sealer,
+    /// Names the login and reset throttle counters (derived from the cookie key).
+    pub throttle: portal::throttle::Keys,
 }
 
 /// Why the service could not start.
@@ -158,7 +160,11 @@ impl App {
             db: db.clone(),
             clock: clock.clone(),
             settings: Arc::new(settings),
-            keys: Arc::new(ServiceKeys { cookies, outbox }),
+            keys: Arc::new(ServiceKeys {
+                throttle: portal::throttle::Keys::derive(cookies.bytes()),
+                cookies,
+                outbox,
+            }),
             delivery,
             hasher,
             shops: Arc::default(),

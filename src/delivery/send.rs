@@ -277,7 +277,7 @@ async fn token_for_attempt(
         .await?
         .ok_or_else(|| cancel("token gone"))?;
     let now = state.clock.now();
-    if !(row.used_at.is_none() && row.revoked_at.is_none() && row.expires_at > to_millis(now)) {
+    if tokens::Spent::of(&row, now).is_some() {
         return Err(cancel("the link was used, revoked or expired before it could be sent"));
     }
     let raw = match (given, message.sealed_token.as_deref()) {

@@ -76,3 +76,27 @@ pub fn json() -> impl Strategy<Value = Value> {
 pub fn nested_arrays(depth: usize) -> String {
     format!("{}{}", "[".repeat(depth), "]".repeat(depth))
 }
+
+/// Every JSON pointer inside `value`, the root included, innermost first: the places a mutation can
+/// replace or remove a value.
+pub fn pointers(value: &Value) -> Vec<String> {
+    fn walk(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    walk(inner, format!("{at}/{}", key.replace('~', "~0").replace('/', "~1")), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    walk(inner, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+    let mut out = Vec::new();
+    walk(value, String::new(), &mut out);
+    out
+}

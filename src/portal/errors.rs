@@ -118,33 +118,27 @@ impl PortalError {
                 None,
             ),
             Self::Throttled { shop, retry_after } => {
-                let wait = wait_text(retry_after);
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    notice(
-                        Base::shop(state, &shop, "Too many attempts"),
-                        "Too many attempts",
-                        &format!(
-                            "For your security, please wait {wait} before trying again, or reset your password with \"Forgot your password?\"."
-                        ),
-                        false,
-                    ),
-                    Some(retry_after.as_secs().max(1)),
+                let text = format!(
+                    "For your security, please wait {} before trying again, or reset your password with \"Forgot your password?\".",
+                    wait_text(retry_after)
+                );
+                too_many(
+                    Base::shop(state, &shop, "Too many attempts"),
+                    "Too many attempts",
+                    &text,
+                    retry_after,
                 )
             }
             Self::ResetsThrottled { shop, retry_after } => {
-                let wait = wait_text(retry_after);
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    notice(
-                        Base::shop(state, &shop, "Too many requests"),
-                        "Too many reset requests",
-                        &format!(
-                            "Reset emails were asked for several times from here. Please check your inbox (and spam folder) for one, or wait {wait} before asking again."
-                        ),
-                        false,
-                    ),
-                    Some(retry_after.as_secs().max(1)),
+                let text = format!(
+                    "Reset emails were asked for several times from here. Please check your inbox (and spam folder) for one, or wait {} before asking again.",
+                    wait_text(retry_after)
+                );
+                too_many(
+                    Base::shop(state, &shop, "Too many requests"),
+                    "Too many reset requests",
+                    &text,
+                    retry_after,
                 )
             }
             Self::Busy(shop) => (
@@ -189,6 +183,16 @@ impl PortalError {
         }
         response
     }
+}
+
+/// A `429` page, and its `Retry-After` in whole seconds.
+fn too_many(
+    base: Base,
+    heading: &str,
+    text: &str,
+    retry_after: Duration,
+) -> (StatusCode, Notice, Option<u64>) {
+    (StatusCode::TOO_MANY_REQUESTS, notice(base, heading, text, false), Some(retry_after.as_secs().max(1)))
 }
 
 fn notice(base: Base, heading: &str, text: &str, contact: bool) -> Notice {

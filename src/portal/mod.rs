@@ -9,6 +9,7 @@ pub mod client;
 pub mod csrf;
 pub mod device;
 pub mod errors;
+mod forgot;
 pub mod hasher;
 pub mod headers;
 mod home;
@@ -20,14 +21,13 @@ pub mod session;
 pub mod throttle;
 
 use poem::{Body, Request, Response, Route, get, handler};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use serde::de::DeserializeOwned;
 
 use crate::{
     app::AppState,
     domain::{ShopId, SubscriptionTier},
-    entities::{shop, token},
-    tokens::{self, Purpose, RawToken},
+    entities::shop,
+    tokens::RawToken,
 };
 use errors::PortalError;
 use session::CookieNames;
@@ -45,7 +45,7 @@ pub fn routes() -> Route {
         .at("/:shop/logout", poem::post(home::logout))
         .at("/:shop/setup/:token", get(password_pages::setup_form).post(password_pages::setup_submit))
         .at("/:shop/reset/:token", get(password_pages::reset_form).post(password_pages::reset_submit))
-        .at("/:shop/forgot", get(password_pages::forgot_form).post(password_pages::forgot_submit))
+        .at("/:shop/forgot", get(forgot::forgot_form).post(forgot::forgot_submit))
 }
 
 /// `GET /static/portal.css`: the only stylesheet, ours.
@@ -154,8 +154,8 @@ fn check_form(
 }
 
 /// The names of the throttle's counters, keyed with the service's own key.
-fn throttle_keys(state: &AppState) -> throttle::Keys {
-    throttle::Keys::derive(state.keys.cookies.bytes())
+fn throttle_keys(state: &AppState) -> &throttle::Keys {
+    &state.keys.throttle
 }
 
 /// Reads an `application/x-www-form-urlencoded` body of at most 16 KiB.
@@ -172,22 +172,4 @@ fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String
         }
     }
     response
-}
-
-/// The usable token of `purpose` in shop `shop_id` with this value, if any.
-async fn usable_token<C: ConnectionTrait>(
-    conn: &C,
-    shop_id: &str,
-    purpose: Purpose,
-    raw: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<token::Model>, DbErr> {
-    let Some(raw) = RawToken::parse(raw) else { return Ok(None) };
-    token::Entity::find()
-        .filter(token::Column::TokenHash.eq(raw.hash()))
-        .filter(token::Column::ShopId.eq(shop_id))
-        .filter(token::Column::Purpose.eq(purpose.as_str()))
-        .filter(tokens::usable(now))
-        .one(conn)
-        .await
 }

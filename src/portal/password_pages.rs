@@ -1,5 +1,5 @@
-//! Choosing a password: the first time (from the invitation's set-up link), after "forgot password"
-//! (from the reset link), and asking for a reset link.
+//! Choosing a password: the first time (from the invitation's set-up link), and after "forgot
+//! password" (from the reset link; asking for one is `forgot.rs`).
 //!
 //! Opening a link (GET or HEAD) only shows the form; it never uses up the token, because mail
 //! scanners open every link. Only the customer's POST consumes it, with a conditional `UPDATE`, so of
@@ -7,7 +7,7 @@
 //! link of the account. A POST with a link that once worked (used, revoked or expired) is logged as a
 //! security event: someone holds an old email.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use poem::{
     Body, Request, Response, handler,
     http::StatusCode,
@@ -19,12 +19,10 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PortalError, available_shop, check_form, client, cookie_names, csrf_for,
+    PortalError, check_form, cookie_names, csrf_for,
     pages::{self, Base},
     passwords::{self, PasswordProblem},
-    read_form, respond, session,
-    throttle::{self, Attempt},
-    throttle_keys, usable_token, with_cookies,
+    read_form, respond, session, throttle, throttle_keys, with_cookies,
 };
 use crate::{
     app::AppState,
@@ -161,12 +159,18 @@ async fn open_link(
 ) -> Result<Link, PortalError> {
     let shop = super::find_shop(state, shop_id).await?;
     let conn = state.db.conn();
-    let now = state.clock.now();
-    let Some(token) = usable_token(conn, &shop.id, flow.purpose(), raw, now).await? else {
-        if presented == Presented::Submitted {
-            report_reuse(state, &shop.id, flow, raw).await?;
+    // One look-up whether the link works or not: a link that once worked and one that never existed
+    // cost the same, and only the first is worth a security event.
+    let found = tokens::find_presented(conn, &shop.id, flow.purpose(), raw).await?;
+    let token = match found.map(|token| (Spent::of(&token, state.clock.now()), token)) {
+        Some((None, token)) => token,
+        Some((Some(spent), token)) => {
+            if presented == Presented::Submitted {
+                report_reuse(&shop.id, flow, &token, spent);
+            }
+            return Err(PortalError::LinkInvalid(Box::new(shop)));
         }
-        return Err(PortalError::LinkInvalid(Box::new(shop)));
+        None => return Err(PortalError::LinkInvalid(Box::new(shop))),
     };
     if !super::portal_available(&shop) {
         return Err(PortalError::Unavailable(Box::new(shop)));
@@ -178,14 +182,10 @@ async fn open_link(
     Ok(Link { shop, token, account, raw: raw.to_owned() })
 }
 
-/// A password form was posted with a link that is no longer usable: if it once worked, someone
-/// holds an email whose link was used, revoked or expired (a link that never existed is a typo or a
-/// guess, and says nothing). Both get the same page.
-async fn report_reuse(state: &AppState, shop_id: &str, flow: Flow, raw: &str) -> Result<(), PortalError> {
-    let Some(token) = tokens::find_presented(state.db.conn(), shop_id, flow.purpose(), raw).await? else {
-        return Ok(());
-    };
-    let Some(spent) = Spent::of(&token, state.clock.now()) else { return Ok(()) };
+/// A password form was posted with a link that once worked and no longer does: someone holds an
+/// email whose link was used, revoked or expired. (A link that never existed is a typo or a guess,
+/// and says nothing.) Both get the same page.
+fn report_reuse(shop_id: &str, flow: Flow, token: &token::Model, spent: Spent) {
     tracing::warn!(
         target: "portal_invites::security",
         event = "link_reused",
@@ -195,7 +195,6 @@ async fn report_reuse(state: &AppState, shop_id: &str, flow: Flow, raw: &str) ->
         reason = spent.as_str(),
         "a password link that no longer works was submitted"
     );
-    Ok(())
 }
 
 async fn show(state: &AppState, request: &Request, flow: Flow, shop_id: &str, raw: &str) -> Response {
@@ -384,168 +383,4 @@ pub async fn reset_submit(
     Data(state): Data<&AppState>,
 ) -> Response {
     save(state, request, Flow::Reset, &shop_id, &raw, body).await
-}
-
-#[derive(Serialize)]
-struct ForgotPage {
-    #[serde(flatten)]
-    base: Base,
-    action: String,
-    csrf: String,
-    email: String,
-    email_error: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct ForgotSentPage {
-    #[serde(flatten)]
-    base: Base,
-    email: String,
-    valid_for: String,
-}
-
-#[derive(Deserialize)]
-struct ForgotForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    email: String,
-}
-
-fn forgot_page(
-    state: &AppState,
-    request: &Request,
-    shop: &shop::Model,
-    status: StatusCode,
-    email: &str,
-    error: Option<&'static str>,
-) -> Response {
-    let (csrf, cookie) = csrf_for(state, request);
-    let context = ForgotPage {
-        base: Base::shop(state, shop, "Forgot your password?"),
-        action: links::portal_path(&state.settings.public_url, &shop.id, "forgot"),
-        csrf,
-        email: email.to_owned(),
-        email_error: error,
-    };
-    with_cookies(pages::render(state, "pages/forgot.html", status, &context), cookie)
-}
-
-/// `GET /p/{shop}/forgot`.
-#[handler]
-pub async fn forgot_form(
-    request: &Request,
-    Path(shop_id): Path<String>,
-    Data(state): Data<&AppState>,
-) -> Response {
-    let result = async {
-        let shop = available_shop(state, &shop_id).await?;
-        Ok(forgot_page(state, request, &shop, StatusCode::OK, "", None))
-    }
-    .await;
-    respond(state, result)
-}
-
-/// `POST /p/{shop}/forgot`: the same answer, and the same work, whether or not the address has an
-/// account; limited per client network.
-#[handler]
-pub async fn forgot_submit(
-    request: &Request,
-    Path(shop_id): Path<String>,
-    body: Body,
-    Data(state): Data<&AppState>,
-) -> Response {
-    let result = async {
-        let form: ForgotForm = read_form(body).await?;
-        let shop = available_shop(state, &shop_id).await?;
-        check_form(state, request, &form.csrf, Some(&shop))?;
-        let typed = form.email.trim().to_owned();
-        let Ok(email) = EmailAddress::parse(&typed) else {
-            return Ok(forgot_page(
-                state,
-                request,
-                &shop,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &typed,
-                Some("Enter your email address, like name@example.com."),
-            ));
-        };
-        let now = state.clock.now();
-        let ttl = TimeDelta::from_std(state.settings.portal.reset_ttl).unwrap_or(TimeDelta::hours(1));
-        // Every request from a client network counts, whatever address it asks for: the limit is
-        // on asking, so one client cannot have every customer of the shop sent reset emails.
-        let counted = client::of_request(request, &state.settings.portal.trusted_proxies).map(|ip| Attempt {
-            key: throttle_keys(state).forgot_address(client::network(ip)),
-            policy: throttle::FORGOT_PER_ADDRESS,
-        });
-        let shop_id = shop.id.clone();
-        let blocked = state
-            .db
-            .write(move |txn| {
-                Box::pin(async move {
-                    if let Some(attempt) = counted {
-                        match throttle::reserve(txn, &[attempt], now).await? {
-                            // Stays counted: a reset request has no success to give it back.
-                            Ok(_counted) => {}
-                            Err(blocked) => return Ok(Some(blocked)),
-                        }
-                    }
-                    queue_reset(txn, &shop_id, &email, now).await?;
-                    Ok::<_, PortalError>(None)
-                })
-            })
-            .await?;
-        if let Some(blocked) = blocked {
-            let retry_after = (blocked.until - now).to_std().unwrap_or_default();
-            tracing::warn!(
-                target: "portal_invites::security",
-                event = "forgot_throttled",
-                shop_id = %shop.id,
-                retry_after_secs = retry_after.as_secs(),
-                "reset request refused: too many from this client"
-            );
-            return Err(PortalError::ResetsThrottled { shop: Box::new(shop), retry_after });
-        }
-        state.delivery.wake.notify_one();
-        let minutes = ttl.num_minutes();
-        let valid_for = if minutes % 60 == 0 {
-            let hours = minutes / 60;
-            if hours == 1 { "1 hour".to_owned() } else { format!("{hours} hours") }
-        } else {
-            format!("{minutes} minutes")
-        };
-        let context =
-            ForgotSentPage { base: Base::shop(state, &shop, "Check your email"), email: typed, valid_for };
-        Ok(pages::render(state, "pages/forgot_sent.html", StatusCode::OK, &context))
-    }
-    .await;
-    respond(state, result)
-}
-
-/// Queues a reset request for whatever account has this email in the shop: one outbox row, the same
-/// write whether or not there is an account, so neither the time taken nor the database's work tells
-/// which addresses have one. The outbox worker looks the account up, applies the per-account cap,
-/// gives the link's token its value and sends, or cancels the row when there is no account.
-async fn queue_reset<C: ConnectionTrait>(
-    conn: &C,
-    shop_id: &str,
-    email: &EmailAddress,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    outbox::enqueue(
-        conn,
-        NewMessage {
-            shop_id,
-            customer_id: None,
-            kind: MessageKind::PasswordReset,
-            channel: Channel::Email,
-            recipient: &email.normalized(),
-            invitation_id: None,
-            link: None,
-        },
-        None,
-        now,
-    )
-    .await?;
-    Ok(())
 }

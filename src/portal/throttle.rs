@@ -76,8 +76,14 @@ pub const FORGOT_PER_ADDRESS: Policy = Policy { name: "forgot_address", free: 5,
 pub const FORGET_AFTER: TimeDelta = TimeDelta::hours(1);
 
 /// The key the counters' names are made with: HMAC-SHA256 of `"throttle"` under the service's
-/// cookie key, so it is shared by every instance and used for nothing else.
+/// cookie key, so it is shared by every instance and used for nothing else. Derived once, at start.
 pub struct Keys([u8; 32]);
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(redacted)")
+    }
+}
 
 impl Keys {
     /// Derives the key from the service key.

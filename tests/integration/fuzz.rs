@@ -201,24 +201,6 @@ fn valid_messages() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// Every JSON pointer inside `value`, the root included.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map {
-                pointers(inner, format!("{at}/{}", key.replace('~', "~0").replace('/', "~1")), out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, inner) in items.iter().enumerate() {
-                pointers(inner, format!("{at}/{i}"), out);
-            }
-        }
-        _ => {}
-    }
-    out.push(at);
-}
-
 /// A valid message with one value replaced: by a hostile one of the same JSON type (so the shape
 /// still parses and the rules are reached), by any hostile JSON, by deep nesting, or by a very long
 /// string.
@@ -231,8 +213,7 @@ fn near_valid_message() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
     ];
     (prop::sample::select(valid_messages()), any::<prop::sample::Index>(), replacement).prop_map(
         |((endpoint, message), which, replacement)| {
-            let mut all = Vec::new();
-            pointers(&message, String::new(), &mut all);
+            let all = hostile::pointers(&message);
             let target = which.get(&all).clone();
             let replacement = match replacement {
                 Replacement::Text(text) => text,

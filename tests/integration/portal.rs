@@ -129,22 +129,9 @@ async fn of_twenty_simultaneous_submissions_exactly_one_wins(app: TestApp) {
     let link = invite(&app, "shop_1", "cus_1", EMAIL).await;
     let mut web = Web::new(&app);
     let csrf = web.get(&link).await.csrf();
-    let cookie = web.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let body = form(&[("csrf", &csrf), ("password", PASSWORD), ("confirmation", PASSWORD)]);
-    let attempts = (0..20).map(|_| {
-        client
-            .post(format!("{}{link}", app.url))
-            .header("cookie", cookie.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-    });
-    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
+    let fields = [("csrf", csrf.as_str()), ("password", PASSWORD), ("confirmation", PASSWORD)];
+    let statuses: Vec<u16> =
+        web.post_at_once(&link, &fields, 20).await.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| [303, 404, 503].contains(s)), "{statuses:?}");
     assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);

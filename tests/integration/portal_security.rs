@@ -390,19 +390,9 @@ async fn a_flood_of_logins_gets_quick_503s_beyond_the_hashing_bound() {
     set_up(&app, &link).await;
     let mut web = Web::new(&app);
     let csrf = web.get("/p/shop_1/login").await.csrf();
-    let cookie = web.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let body = form(&[("csrf", &csrf), ("email", EMAIL), ("password", PASSWORD)]);
-    let flood = (0..40).map(|_| {
-        client
-            .post(format!("{}/p/shop_1/login", app.url))
-            .header("cookie", cookie.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-    });
-    let responses: Vec<_> =
-        futures_util::future::join_all(flood).await.into_iter().map(|r| r.unwrap()).collect();
+    let responses = web
+        .post_at_once("/p/shop_1/login", &[("csrf", &csrf), ("email", EMAIL), ("password", PASSWORD)], 40)
+        .await;
     let busy: Vec<_> = responses.iter().filter(|r| r.status() == 503).collect();
     assert!(!busy.is_empty(), "someone must be turned away");
     assert!(busy.iter().all(|r| r.headers().get("retry-after").is_some()));

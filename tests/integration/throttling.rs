@@ -62,22 +62,9 @@ async fn a_burst_of_guesses_when_a_wait_ends_is_judged_once_not_in_full(backend:
     app.advance(TimeDelta::seconds(2));
 
     // The wait is over: 24 guesses arrive at once.
-    let cookie = web.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let body = form(&[("csrf", &csrf), ("email", EMAIL), ("password", "not it at all")]);
-    let burst = (0..24).map(|_| {
-        client
-            .post(format!("{}/p/shop_1/login", app.url))
-            .header("cookie", cookie.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-    });
-    let statuses: Vec<u16> = futures_util::future::join_all(burst)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
+    let fields = [("csrf", csrf.as_str()), ("email", EMAIL), ("password", "not it at all")];
+    let statuses: Vec<u16> =
+        web.post_at_once("/p/shop_1/login", &fields, 24).await.iter().map(|r| r.status().as_u16()).collect();
     let judged = statuses.iter().filter(|s| **s == 422).count();
     let throttled = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((judged, throttled), (1, 23), "one guess judged, the rest told to wait: {statuses:?}");

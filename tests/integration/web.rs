@@ -113,6 +113,26 @@ impl Web {
         self.finish(request).await
     }
 
+    /// POSTs the same form `count` times at once with this browser's cookies (a burst, or a flood);
+    /// the answers' cookies are not kept.
+    pub async fn post_at_once(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        count: usize,
+    ) -> Vec<reqwest::Response> {
+        let (url, cookie, body) = (self.url(path), self.cookie_header(), form(fields));
+        let requests = (0..count).map(|_| {
+            self.client
+                .post(&url)
+                .header("cookie", &cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+        });
+        futures_util::future::join_all(requests).await.into_iter().map(Result::unwrap).collect()
+    }
+
     /// POST a form.
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.post_with(path, fields, &[]).await
