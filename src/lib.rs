@@ -23,6 +23,7 @@ pub mod random;
 pub mod recover;
 pub mod sealing;
 pub mod shops;
+pub mod signature;
 pub mod telemetry;
 pub mod templates;
 pub mod tokens;

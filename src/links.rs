@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use crate::tokens::RawToken;
+use crate::domain::RawToken;
 
 fn base(public_url: &Url) -> &str {
     public_url.as_str().trim_end_matches('/')

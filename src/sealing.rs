@@ -8,7 +8,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ring::aead::{self, Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
-use crate::tokens::RawToken;
+use crate::domain::RawToken;
 
 /// The outbox key. `Debug` shows nothing of it.
 pub struct Sealer(LessSafeKey);

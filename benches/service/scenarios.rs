@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::Full;
 use hyper::Request;
-use portal_invites::host::signature::WebhookSecret;
+use portal_invites::signature::WebhookSecret;
 
 use super::load::{self, Operation, Outcome, Reply, Setup, Worker};
 

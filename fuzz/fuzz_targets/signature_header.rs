@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portal_invites::host::signature::{SignatureHeaders, WebhookSecret, verify};
+use portal_invites::signature::{SignatureHeaders, WebhookSecret, verify};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NOW: i64 = 1_614_265_330;

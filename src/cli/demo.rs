@@ -10,8 +10,7 @@ use serde_json::json;
 
 use super::host_client::{self, CustomerArgs, HostClient, ShopArgs, action_data, envelope, fresh_version};
 use crate::{
-    app::App, clock::Clock, config::Settings, entities::outbox_message, host::signature::WebhookSecret,
-    telemetry,
+    app::App, clock::Clock, config::Settings, entities::outbox_message, signature::WebhookSecret, telemetry,
 };
 
 /// Runs the demo until Ctrl-C.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::host::signature::WebhookSecret;
+use crate::signature::WebhookSecret;
 
 /// The shop in a simulated message.
 #[derive(Debug, Clone, clap::Args)]

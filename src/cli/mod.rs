@@ -16,8 +16,8 @@ use crate::{
     clock::Clock,
     config::{SETTINGS, Settings},
     db::Database,
-    host::signature::WebhookSecret,
     manifest::{self, Manifest},
+    signature::WebhookSecret,
     telemetry,
 };
 

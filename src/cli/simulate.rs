@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::host_client::{self, CustomerArgs, HostClient, ShopArgs, action_data, envelope, fresh_version};
-use crate::host::signature::WebhookSecret;
+use crate::signature::WebhookSecret;
 
 /// Options of `simulate`.
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr, path::Path, time::Duratio
 
 use url::Url;
 
-use crate::host::signature::WebhookSecret;
+use crate::signature::WebhookSecret;
 
 mod values;
 pub use values::parse_duration;

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 use url::Url;
 
 use super::{Secret, SettingError, TwilioSettings};
-use crate::host::signature::WebhookSecret;
+use crate::signature::WebhookSecret;
 
 pub(super) fn non_empty(value: Option<&String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())

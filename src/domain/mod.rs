@@ -4,8 +4,10 @@ pub mod contact;
 #[cfg(test)]
 pub mod hostile;
 pub mod ids;
+pub mod raw_token;
 pub mod shop;
 
 pub use contact::{E164Number, EmailAddress, InvalidContact, Text};
 pub use ids::{CustomerId, InteractionId, InvalidId, ShopId, WebhookId};
+pub use raw_token::RawToken;
 pub use shop::{Locale, SubscriptionTier, TimeZone};

@@ -14,11 +14,11 @@ use poem_openapi::{
     types::Type,
 };
 
-use super::{
-    problem::HostError,
+use super::problem::HostError;
+use crate::{
+    clock::Clock,
     signature::{self, SignatureError, SignatureHeaders, Verified, WebhookSecret},
 };
-use crate::clock::Clock;
 
 /// The largest body the host sends (contract §2).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

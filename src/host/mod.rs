@@ -10,5 +10,4 @@ pub mod intake;
 pub mod lifecycle_bulk;
 pub mod lifecycle_writer;
 pub mod problem;
-pub mod signature;
 pub mod webhooks;

@@ -10,8 +10,8 @@ use poem_openapi::{
     types::Type,
 };
 
-use super::signature::SignatureError;
 use crate::domain::ShopId;
+use crate::signature::SignatureError;
 
 /// Seconds a client is asked to wait after `429` or `503`.
 pub const RETRY_AFTER_SECONDS: u64 = 5;

@@ -312,7 +312,7 @@ async fn two_workers_on_one_postgresql_database_send_each_of_200_invitations_onc
     let database = TestDatabase::create(Backend::Postgres).await.unwrap();
     let shared = database.share();
     let clock = portal_invites::clock::Clock::manual(start_time());
-    let secret = portal_invites::host::signature::WebhookSecret::generate();
+    let secret = portal_invites::signature::WebhookSecret::generate();
     let env = vec![("PORTAL_SMTP_URL".to_owned(), smtp.url())];
     let first =
         TestApp::start(database, Options { env: env.clone(), secrets: vec![secret.clone()] }, clock.clone())

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use portal_invites::host::signature::WebhookSecret;
+use portal_invites::signature::WebhookSecret;
 use serde_json::Value;
 
 use crate::{

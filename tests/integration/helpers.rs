@@ -10,9 +10,7 @@ use std::{
 
 use chrono::{DateTime, TimeDelta, Utc};
 use poem::listener::{Acceptor, Listener, TcpListener};
-use portal_invites::{
-    app::App, clock::Clock, config::Settings, db::Database, host::signature::WebhookSecret,
-};
+use portal_invites::{app::App, clock::Clock, config::Settings, db::Database, signature::WebhookSecret};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 

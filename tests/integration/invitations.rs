@@ -370,7 +370,7 @@ async fn a_template_override_changes_the_message_and_a_broken_one_stops_the_star
     let data = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_portal-invites"))
         .arg("serve")
-        .env("PORTAL_WEBHOOK_SECRETS", portal_invites::host::signature::WebhookSecret::generate())
+        .env("PORTAL_WEBHOOK_SECRETS", portal_invites::signature::WebhookSecret::generate())
         .env("PORTAL_TEMPLATES_DIR", dir.path())
         .env("PORTAL_LISTEN", "127.0.0.1:0")
         .current_dir(data.path())

@@ -9,6 +9,7 @@ mod fuzz;
 mod helpers;
 mod html;
 mod invitations;
+mod layers;
 mod lifecycle;
 mod links;
 mod platform;

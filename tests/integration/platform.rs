@@ -152,7 +152,7 @@ fn secret_prints_a_fresh_usable_secret() {
     let output = binary().arg("secret").output().unwrap();
     assert!(output.status.success());
     let secret = String::from_utf8(output.stdout).unwrap();
-    assert!(portal_invites::host::signature::WebhookSecret::parse(secret.trim()).is_ok(), "{secret}");
+    assert!(portal_invites::signature::WebhookSecret::parse(secret.trim()).is_ok(), "{secret}");
 }
 
 #[test]
@@ -206,7 +206,7 @@ async fn simulate_plays_the_host_against_a_running_instance() {
     assert!(ok && out.contains("invitation_sent"), "{out}");
     let (ok, out) = simulate(&app, &secret, &["invoke", "--shop-id", "shop_sim"]).await;
     assert!(ok && out.contains("invitation_already_sent"), "{out}");
-    let stranger = portal_invites::host::signature::WebhookSecret::generate();
+    let stranger = portal_invites::signature::WebhookSecret::generate();
     let (ok, out) = simulate(&app, &stranger, &["install"]).await;
     assert!(!ok && out.contains("401 Unauthorized"), "{out}");
     let (ok, out) = simulate(&app, "not-a-secret", &["install"]).await;

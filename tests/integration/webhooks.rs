@@ -2,7 +2,7 @@
 //! de-duplication and secret rotation.
 
 use chrono::TimeDelta;
-use portal_invites::host::signature::WebhookSecret;
+use portal_invites::signature::WebhookSecret;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
