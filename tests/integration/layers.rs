@@ -144,7 +144,6 @@ fn imports_in(text: &str, module: &[String]) -> Vec<(String, usize)> {
     for (index, raw_line) in code.lines().enumerate() {
         let line = raw_line.split("//").next().unwrap_or_default();
         let line_number = index + 1;
-        let mut rest = line;
         // Inside `use crate::{ … }` spread over lines: each top-level item names a module.
         let mut search = scan_group(line, &mut group, line_number, &mut found);
         while let Some(at) = [search.find("crate::"), search.find("super::")].into_iter().flatten().min() {
