@@ -14,7 +14,10 @@ use serde_json::value::RawValue;
 use super::problem::HostError;
 use crate::{
     domain::{CustomerId, E164Number, EmailAddress, Locale, ShopId, SubscriptionTier, Text, TimeZone},
-    shops::snapshot::{CustomerSnapshot, MAX_NAME, MAX_PHONE, ShopSnapshot},
+    shops::{
+        ShopEvent,
+        snapshot::{CustomerSnapshot, MAX_NAME, MAX_PHONE, ShopSnapshot},
+    },
 };
 
 /// The envelope around every message (contract §4); `data` is parsed once `type` is known.
@@ -219,63 +222,32 @@ pub struct LifecycleEnvelope {
     pub data: LifecycleData,
 }
 
-/// A checked lifecycle event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LifecycleEvent {
-    /// The shop installed the plugin.
-    Installed(ShopSnapshot),
-    /// The shop removed the plugin.
-    Uninstalled,
-    /// The shop changed.
-    ShopUpdated(ShopSnapshot),
-    /// A customer changed.
-    CustomerUpdated(CustomerSnapshot),
-    /// A customer was deleted.
-    CustomerDeleted {
-        /// Who.
-        customer_id: CustomerId,
-        /// Their version at deletion.
-        version: i64,
-    },
-}
-
-impl LifecycleEvent {
-    /// The customer the event concerns, if any.
-    pub fn customer_id(&self) -> Option<&CustomerId> {
-        match self {
-            Self::CustomerUpdated(customer) => Some(&customer.id),
-            Self::CustomerDeleted { customer_id, .. } => Some(customer_id),
-            _ => None,
-        }
-    }
-}
-
 /// Parses the `data` of a lifecycle event of type `kind` for shop `shop_id`.
 pub fn parse_lifecycle(
     kind: LifecycleEventType,
     envelope: &RawEnvelope<'_>,
     shop_id: &ShopId,
-) -> Result<LifecycleEvent, HostError> {
+) -> Result<ShopEvent, HostError> {
     Ok(match kind {
         LifecycleEventType::PluginInstalled => {
             let data: PluginInstalledData = envelope.data()?;
-            LifecycleEvent::Installed(check_shop(&data.shop, shop_id, "data.shop")?)
+            ShopEvent::Installed(check_shop(&data.shop, shop_id, "data.shop")?)
         }
         LifecycleEventType::PluginUninstalled => {
             let _: PluginUninstalledData = envelope.data()?;
-            LifecycleEvent::Uninstalled
+            ShopEvent::Uninstalled
         }
         LifecycleEventType::ShopUpdated => {
             let data: ShopUpdatedData = envelope.data()?;
-            LifecycleEvent::ShopUpdated(check_shop(&data.shop, shop_id, "data.shop")?)
+            ShopEvent::ShopUpdated(check_shop(&data.shop, shop_id, "data.shop")?)
         }
         LifecycleEventType::CustomerUpdated => {
             let data: CustomerUpdatedData = envelope.data()?;
-            LifecycleEvent::CustomerUpdated(check_customer(&data.customer, "data.customer")?)
+            ShopEvent::CustomerUpdated(check_customer(&data.customer, "data.customer")?)
         }
         LifecycleEventType::CustomerDeleted => {
             let data: CustomerDeletedData = envelope.data()?;
-            LifecycleEvent::CustomerDeleted {
+            ShopEvent::CustomerDeleted {
                 customer_id: field("data.customer_id", CustomerId::parse(&data.customer_id))?,
                 version: check_version(data.version, "data.version")?,
             }

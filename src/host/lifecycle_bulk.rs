@@ -13,7 +13,6 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_q
 
 use super::{
     dedupe::StoredAnswer,
-    events::LifecycleEvent,
     lifecycle_writer::{Outcome, PendingEvent},
     problem::HostError,
     webhooks::ENDPOINT,
@@ -22,7 +21,7 @@ use crate::{
     clock::to_millis,
     entities::{customer, shop, webhook_message},
     invitations,
-    shops::{Applied, records, snapshot::CustomerSnapshot},
+    shops::{Applied, ShopEvent, records, snapshot::CustomerSnapshot},
 };
 
 /// SQLite allows 32 766 bound values in one statement; stay well below with every multi-row write.
@@ -37,7 +36,7 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     let updates: Vec<(&PendingEvent, &CustomerSnapshot)> = events
         .iter()
         .filter_map(|e| match &e.event {
-            LifecycleEvent::CustomerUpdated(snapshot) => Some((e, snapshot)),
+            ShopEvent::CustomerUpdated(snapshot) => Some((e, snapshot)),
             _ => None,
         })
         .collect();
@@ -152,15 +151,12 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
         let mut latest: BTreeMap<&str, &CustomerSnapshot> = BTreeMap::new();
         for i in mine {
             let snapshot = updates[i].1;
-            let applied = match versions.get(snapshot.id.as_str()) {
-                Some((_, true)) => Applied::Deleted,
-                Some((version, false)) if *version >= snapshot.version => Applied::Stale,
-                _ => {
-                    versions.insert(snapshot.id.as_str(), (snapshot.version, false));
-                    latest.insert(snapshot.id.as_str(), snapshot);
-                    Applied::Stored
-                }
-            };
+            let applied =
+                records::judge_customer(versions.get(snapshot.id.as_str()).copied(), snapshot.version);
+            if applied == Applied::Stored {
+                versions.insert(snapshot.id.as_str(), (snapshot.version, false));
+                latest.insert(snapshot.id.as_str(), snapshot);
+            }
             outcomes[i] = Some((StoredAnswer::no_content(), Some(applied)));
         }
         let rows: Vec<CustomerSnapshot> = latest.values().map(|s| (*s).clone()).collect();

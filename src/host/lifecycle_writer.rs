@@ -17,14 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     dedupe::{self, Claim, MessageInfo, StoredAnswer},
-    events::{LifecycleEvent, LifecycleEventType},
+    events::LifecycleEventType,
     problem::HostError,
     webhooks::ENDPOINT,
 };
 use crate::{
     db::Database,
     domain::{ShopId, WebhookId},
-    shops::{self, Applied, ApplyError},
+    shops::{self, Applied, ApplyError, ShopEvent},
 };
 
 /// Events committed together at most.
@@ -42,7 +42,7 @@ pub struct PendingEvent {
     /// When it happened on the host.
     pub occurred_at: DateTime<Utc>,
     /// What it says.
-    pub event: LifecycleEvent,
+    pub event: ShopEvent,
     /// When it arrived.
     pub now: DateTime<Utc>,
 }

@@ -9,13 +9,38 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::{
-    domain::ShopId,
+    domain::{CustomerId, ShopId},
     entities::{customer, shop},
-    host::events::LifecycleEvent,
     invitations,
 };
 pub use records::Applied;
-use snapshot::CustomerSnapshot;
+use snapshot::{CustomerSnapshot, ShopSnapshot};
+
+/// A change the host reports about a shop or one of its customers, checked (the host edge parses
+/// its wire form into this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShopEvent {
+    Installed(ShopSnapshot),
+    Uninstalled,
+    ShopUpdated(ShopSnapshot),
+    CustomerUpdated(CustomerSnapshot),
+    CustomerDeleted {
+        customer_id: CustomerId,
+        /// The customer's version at deletion.
+        version: i64,
+    },
+}
+
+impl ShopEvent {
+    /// The customer the event concerns, if any.
+    pub fn customer_id(&self) -> Option<&CustomerId> {
+        match self {
+            Self::CustomerUpdated(customer) => Some(&customer.id),
+            Self::CustomerDeleted { customer_id, .. } => Some(customer_id),
+            _ => None,
+        }
+    }
+}
 
 /// Why an event could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -33,26 +58,24 @@ pub async fn apply_event<C: ConnectionTrait>(
     conn: &C,
     shop_id: &ShopId,
     occurred_at: DateTime<Utc>,
-    event: &LifecycleEvent,
+    event: &ShopEvent,
     now: DateTime<Utc>,
 ) -> Result<Applied, ApplyError> {
     let applied = match event {
-        LifecycleEvent::Installed(snapshot) => {
-            records::record_install(conn, snapshot, occurred_at, now).await?
-        }
-        LifecycleEvent::Uninstalled => {
+        ShopEvent::Installed(snapshot) => records::record_install(conn, snapshot, occurred_at, now).await?,
+        ShopEvent::Uninstalled => {
             require_shop(conn, shop_id).await?;
             records::record_uninstall(conn, shop_id, occurred_at, now).await?
         }
-        LifecycleEvent::ShopUpdated(snapshot) => {
+        ShopEvent::ShopUpdated(snapshot) => {
             require_shop(conn, shop_id).await?;
             records::store_shop(conn, snapshot, now).await?
         }
-        LifecycleEvent::CustomerUpdated(snapshot) => {
+        ShopEvent::CustomerUpdated(snapshot) => {
             let shop = require_shop(conn, shop_id).await?;
             update_customer(conn, &shop, snapshot, now).await?.0
         }
-        LifecycleEvent::CustomerDeleted { customer_id, version } => {
+        ShopEvent::CustomerDeleted { customer_id, version } => {
             // The same locks, in the same order, as a submission of the star-menu dialog: whichever
             // comes second sees what the first committed, so an invitation issued a moment earlier
             // is erased here, and one asked for a moment later finds the customer deleted.

@@ -184,16 +184,26 @@ pub async fn store_customer<C: ConnectionTrait>(
     if !shop.installed {
         return Ok(Applied::ShopUninstalled);
     }
-    match before {
-        Some(row) if row.deleted_at.is_some() => return Ok(Applied::Deleted),
-        Some(row) if row.version >= snapshot.version => return Ok(Applied::Stale),
-        _ => {}
+    let verdict = judge_customer(before.map(|row| (row.version, row.deleted_at.is_some())), snapshot.version);
+    if verdict != Applied::Stored {
+        return Ok(verdict);
     }
     Ok(if upsert_customers(conn, &shop.id, std::slice::from_ref(snapshot), now).await? == 1 {
         Applied::Stored
     } else {
         Applied::Stale
     })
+}
+
+/// The version rule for a customer snapshot, against what is stored (its version, and whether the
+/// customer was deleted): deletion is final, and only a newer version replaces the stored one. The
+/// upserts apply the same rule again in SQL, for writers this process does not see.
+pub fn judge_customer(stored: Option<(i64, bool)>, incoming_version: i64) -> Applied {
+    match stored {
+        Some((_, true)) => Applied::Deleted,
+        Some((version, false)) if version >= incoming_version => Applied::Stale,
+        _ => Applied::Stored,
+    }
 }
 
 /// The row a stored snapshot becomes.
@@ -333,4 +343,18 @@ pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -
         erased.push(shop.id);
     }
     Ok(erased)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Applied, judge_customer};
+
+    #[test]
+    fn a_customer_snapshot_replaces_only_an_older_one_and_never_a_deletion() {
+        assert_eq!(judge_customer(None, 1), Applied::Stored);
+        assert_eq!(judge_customer(Some((4, false)), 5), Applied::Stored);
+        assert_eq!(judge_customer(Some((5, false)), 5), Applied::Stale);
+        assert_eq!(judge_customer(Some((6, false)), 5), Applied::Stale);
+        assert_eq!(judge_customer(Some((1, true)), 9), Applied::Deleted);
+    }
 }

@@ -5,7 +5,7 @@ use crate::{domain::hostile, host::actions::ActionData};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn parse(body: &str) -> Result<LifecycleEvent, HostError> {
+fn parse(body: &str) -> Result<ShopEvent, HostError> {
     let envelope = RawEnvelope::parse(body.as_bytes())?;
     let kind = LifecycleEventType::from_name(&envelope.event_type)
         .ok_or_else(|| HostError::UnknownType(envelope.event_type.clone()))?;
@@ -23,7 +23,7 @@ fn the_contract_examples_parse() {
         r#"{{"type": "plugin.installed", "timestamp": "2026-11-23T10:15:00Z", "shop_id": "shop_8f2k",
             "data": {{"shop": {SHOP}, "installed_by": {{"id": "usr_1", "name": "Owner"}}}}}}"#
     );
-    let LifecycleEvent::Installed(shop) = parse(&installed).unwrap() else { panic!("not an install") };
+    let ShopEvent::Installed(shop) = parse(&installed).unwrap() else { panic!("not an install") };
     assert_eq!(shop.name.as_str(), "Southside Auto Care");
     assert_eq!(shop.tier, SubscriptionTier::Gold);
     assert_eq!(shop.version, 12);
@@ -31,12 +31,12 @@ fn the_contract_examples_parse() {
     let updated = r#"{"type": "customer.updated", "timestamp": "2026-11-23T10:15:00Z", "shop_id": "shop_8f2k",
         "data": {"customer": {"id": "cus_456", "first_name": "Jana", "last_name": "Kowalski",
         "email": "jana@example.com", "mobile": "+61412345678", "version": 3}}}"#;
-    let LifecycleEvent::CustomerUpdated(customer) = parse(updated).unwrap() else { panic!() };
+    let ShopEvent::CustomerUpdated(customer) = parse(updated).unwrap() else { panic!() };
     assert_eq!(customer.email.unwrap().as_str(), "jana@example.com");
 
     let no_contact = r#"{"type": "customer.updated", "timestamp": "2026-11-23T10:15:00Z", "shop_id": "shop_8f2k",
         "data": {"customer": {"id": "cus_457", "first_name": "Ola", "last_name": "N", "email": null, "version": 1}}}"#;
-    let LifecycleEvent::CustomerUpdated(customer) = parse(no_contact).unwrap() else { panic!() };
+    let ShopEvent::CustomerUpdated(customer) = parse(no_contact).unwrap() else { panic!() };
     assert!(customer.email.is_none() && customer.mobile.is_none());
 }
 
