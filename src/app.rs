@@ -286,7 +286,7 @@ fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static
         (
             WebhooksApi { state: state.clone() },
             ActionsApi { state: state.clone() },
-            HealthApi { state: state.clone() },
+            HealthApi { db: state.db.clone(), shutting_down: state.shutting_down.clone() },
         ),
         "portal-invites",
         env!("CARGO_PKG_VERSION"),

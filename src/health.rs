@@ -2,7 +2,12 @@
 
 use poem_openapi::{ApiResponse, OpenApi, payload::PlainText};
 
-use crate::{app::AppState, host::webhooks::Tags};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use crate::{db::Database, host::webhooks::Tags};
 
 /// The readiness answer.
 #[derive(Debug, ApiResponse)]
@@ -17,8 +22,9 @@ pub enum Readiness {
 
 /// `GET /healthz` and `GET /readyz`.
 pub struct HealthApi {
-    /// Shared service state.
-    pub state: AppState,
+    pub db: Database,
+    /// Set when shutdown starts: `/readyz` answers `503` from then on.
+    pub shutting_down: Arc<AtomicBool>,
 }
 
 #[OpenApi]
@@ -34,9 +40,9 @@ impl HealthApi {
     /// here before the listener closes.
     #[oai(path = "/readyz", method = "get", tag = "Tags::Health", operation_id = "readyz")]
     async fn readyz(&self) -> Readiness {
-        if self.state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.shutting_down.load(Ordering::SeqCst) {
             Readiness::NotReady(PlainText("shutting down"))
-        } else if self.state.db.ping().await {
+        } else if self.db.ping().await {
             Readiness::Ready(PlainText("ready"))
         } else {
             Readiness::NotReady(PlainText("database unreachable"))
