@@ -230,7 +230,7 @@ async fn a_changed_email_moves_the_username_and_kills_the_old_link(backend: Back
     let mut moved = bob.clone();
     moved["email"] = json!("robert@example.com");
     moved["version"] = json!(2);
-    app.deliver(&envelope("customer.updated", "shop_1", 0, json!({"customer": moved}))).await;
+    app.deliver(&host_messages::customer_updated("shop_1", moved.clone(), at(0))).await;
     stack.smtp.resume().await;
     next_round(app).await;
     assert_eq!(stack.smtp.received().len(), 1, "nothing went to the old address");
@@ -259,8 +259,7 @@ async fn deleting_the_customer_erases_everything_the_portal_kept(backend: Backen
     stack.smtp.stop();
     assert_eq!(code(&app.submit("shop_1", &bob, "int_2", "email").await), "invitation_queued");
     for id in ["cus_456", "cus_bob"] {
-        app.deliver(&envelope("customer.deleted", "shop_1", 0, json!({"customer_id": id, "version": 9})))
-            .await;
+        app.deliver(&customer_deleted("shop_1", id, 9)).await;
     }
     for table in ["portal_accounts", "invitations", "tokens", "outbox"] {
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {table}")).await, 0, "{table} kept rows");
@@ -280,13 +279,7 @@ async fn uninstall_erasure_covers_accounts_invitations_tokens_and_messages(backe
     let app = &stack.app;
     stack.smtp.stop();
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
-    app.deliver(&envelope(
-        "plugin.uninstalled",
-        "shop_1",
-        0,
-        json!({"uninstalled_by": {"id": "u", "name": "n"}}),
-    ))
-    .await;
+    app.deliver(&uninstalled("shop_1", SOMEONE, 0)).await;
     stack.smtp.resume().await;
     // Uninstalled at once: no invitation goes out any more.
     next_round(app).await;

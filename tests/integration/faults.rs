@@ -238,8 +238,7 @@ async fn an_erased_customers_message_files_go_with_them(backend: Backend) {
     let ola = customer("cus_ola", Some("ola@example.com"), Some("+61400000001"), 1);
     assert_eq!(code(&app.submit("shop_1", &ola, "int_2", "sms").await), "invitation_sent");
     assert_eq!(app.outbox_files().len(), 2);
-    let data = serde_json::json!({"customer_id": "cus_456", "version": 9});
-    app.deliver(&envelope("customer.deleted", "shop_1", 0, data)).await;
+    app.deliver(&customer_deleted("shop_1", "cus_456", 9)).await;
     app.advance(TimeDelta::seconds(1)); // housekeeping runs when the clock moves
     app.eventually("the deleted customer's email file is gone", || async { app.outbox_files().len() == 1 })
         .await;
@@ -329,7 +328,7 @@ async fn sigterm_during_a_hanging_send_exits_within_the_grace_period() {
     // The first attempt (made by the request) is deferred by the server; the retry, made by the
     // outbox worker within the first backoff (at most 10 s), finds a server that stopped answering.
     smtp.refuse_all(Some(451));
-    let submit = action("dialog.submitted", "shop_1", &jana(), "int_1", Some("email"));
+    let submit = dialog_submitted("shop_1", &jana(), "int_1", Some("email"));
     let answer: Value = post("/actions/send-portal-invitation", submit).await.unwrap().json().await.unwrap();
     assert_eq!(code(&answer), "invitation_queued", "{answer}");
     smtp.refuse_all(None);

@@ -2,7 +2,6 @@
 //! leaked tokens, floods, and what erasure must end.
 
 use chrono::TimeDelta;
-use serde_json::json;
 
 use crate::{helpers::*, web::*};
 
@@ -250,8 +249,7 @@ async fn tokens_and_session_ids_appear_in_no_log_line_and_no_column(app: TestApp
 async fn deleting_the_customer_ends_their_sessions_and_removes_their_password(app: TestApp) {
     let link = invite(&app, "shop_1", "cus_1", EMAIL).await;
     let mut web = set_up(&app, &link).await;
-    app.deliver(&envelope("customer.deleted", "shop_1", 0, json!({"customer_id": "cus_1", "version": 9})))
-        .await;
+    app.deliver(&customer_deleted("shop_1", "cus_1", 9)).await;
     assert_eq!(web.get("/p/shop_1").await.status, 303);
     for table in ["sessions", "portal_accounts", "tokens"] {
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {table}")).await, 0, "{table}");
