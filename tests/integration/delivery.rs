@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Digest;
 
 use crate::{helpers::*, invitations::links, sms_gateway::Reply};
@@ -24,23 +24,6 @@ crate::with_each_backend!(
     deleting_the_customer_erases_everything_the_portal_kept,
     uninstall_erasure_covers_accounts_invitations_tokens_and_messages,
 );
-
-pub const EMAIL: &str = "jana@example.com";
-pub const MOBILE: &str = "+61412345678";
-
-/// The contract's example customer, with an email and a mobile.
-pub fn jana() -> Value {
-    customer("cus_456", Some(EMAIL), Some(MOBILE), 3)
-}
-
-/// The code of a star-menu answer: the message's, or the field error's.
-pub fn code(answer: &Value) -> String {
-    answer["message"]["code"]
-        .as_str()
-        .or_else(|| answer["errors"]["channel"]["code"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
 
 pub async fn invitation_status(app: &TestApp) -> Vec<String> {
     // Sorted by name: rows issued at the same (manual) instant have no order of their own.
@@ -70,10 +53,7 @@ async fn an_invalid_number_fails_the_invitation_and_a_new_one_may_be_sent(backen
     let app = &stack.app;
     stack.sms.script([Reply::InvalidNumber]);
     let answer = app.submit("shop_1", &jana(), "int_1", "sms").await;
-    assert_eq!(
-        (answer["response_action"].as_str(), code(&answer).as_str()),
-        (Some("errors"), "invalid_channel")
-    );
+    assert_eq!((answer["response_action"].as_str(), code(&answer)), (Some("errors"), "invalid_channel"));
     let said = answer["errors"]["channel"]["text"].as_str().unwrap();
     assert!(said.contains("not a valid phone number") && said.contains("send by email"), "{said}");
     assert_eq!(invitation_status(app).await, ["failed"]);

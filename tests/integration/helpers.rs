@@ -361,14 +361,40 @@ impl TestApp {
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        for _ in 0..200 {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("timed out waiting until {what}");
+        let done = poll(200, Duration::from_millis(50), || {
+            let checked = check();
+            async move { checked.await.then_some(()) }
+        });
+        done.await.unwrap_or_else(|| panic!("timed out waiting until {what}"));
     }
+}
+
+/// Calls `check` up to `attempts` times, `every` apart, until it gives a value; `None` if it never
+/// does (the caller says what it was waiting for).
+pub async fn poll<T, F, Fut>(attempts: u32, every: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..attempts {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        tokio::time::sleep(every).await;
+    }
+    None
+}
+
+/// The `Set-Cookie` value starting with `prefix`; it must carry each of `attributes`.
+pub fn cookie_with(set_cookies: Vec<String>, prefix: &str, attributes: &[&str]) -> String {
+    let cookie = set_cookies
+        .into_iter()
+        .find(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} cookie"));
+    for attribute in attributes {
+        assert!(cookie.contains(attribute), "{attribute} missing from {cookie}");
+    }
+    cookie
 }
 
 /// The person who installs and removes the plugin in most tests.
@@ -417,6 +443,20 @@ pub fn customer_updated(shop_id: &str, customer_id: &str, version: i64, email: &
 /// `customer.deleted` as of `version`.
 pub fn customer_deleted(shop_id: &str, customer_id: &str, version: i64) -> Value {
     host_messages::customer_deleted(shop_id, customer_id, version, at(0))
+}
+
+/// The example customer's email (the portal username).
+pub const EMAIL: &str = "jana@example.com";
+pub const MOBILE: &str = "+61412345678";
+
+/// The contract's example customer, with an email and a mobile.
+pub fn jana() -> Value {
+    customer("cus_456", Some(EMAIL), Some(MOBILE), 3)
+}
+
+/// The code of a star-menu answer: the message's, or the channel field error's.
+pub fn code(answer: &Value) -> &str {
+    answer["message"]["code"].as_str().or_else(|| answer["errors"]["channel"]["code"].as_str()).unwrap_or("")
 }
 
 /// The contract's example customer's snapshot, reachable as given.

@@ -21,17 +21,6 @@ crate::with_each_backend!(
     the_payload_snapshots_update_what_is_stored,
 );
 
-const EMAIL: &str = "jana@example.com";
-const MOBILE: &str = "+61412345678";
-
-fn jana() -> Value {
-    customer("cus_456", Some(EMAIL), Some(MOBILE), 3)
-}
-
-fn code(answer: &Value) -> &str {
-    answer["message"]["code"].as_str().or_else(|| answer["errors"]["channel"]["code"].as_str()).unwrap_or("")
-}
-
 fn text(answer: &Value) -> &str {
     answer["message"]["text"].as_str().or_else(|| answer["errors"]["channel"]["text"].as_str()).unwrap_or("")
 }

@@ -22,14 +22,11 @@ crate::on_both_databases!(
 );
 
 async fn wait_for_emails(app: &TestApp, count: usize) -> Vec<(String, String)> {
-    for _ in 0..200 {
+    let enough = poll(200, std::time::Duration::from_millis(50), || {
         let all = emails(app);
-        if all.len() >= count {
-            return all;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("expected {count} emails, got {}", emails(app).len());
+        async move { (all.len() >= count).then_some(all) }
+    });
+    enough.await.unwrap_or_else(|| panic!("expected {count} emails, got {}", emails(app).len()))
 }
 
 async fn opening_the_set_up_link_shows_the_form_and_uses_nothing(app: TestApp) {
