@@ -9,10 +9,14 @@ use std::{
 };
 
 use bytes::Bytes;
+use chrono::Utc;
 use futures_util::FutureExt;
 use http_body_util::Full;
 use hyper::Request;
-use portal_invites::signature::WebhookSecret;
+use portal_invites::{
+    cli::host_messages::{self, Customer, Shop, Staff, StarMenu},
+    signature::WebhookSecret,
+};
 
 use super::load::{self, Operation, Outcome, Reply, Setup, Worker};
 
@@ -33,7 +37,7 @@ pub struct Target {
 }
 
 fn signed(target: &Target, path: &str, id: &str, body: String) -> Request<Full<Bytes>> {
-    let timestamp = chrono::Utc::now().timestamp();
+    let timestamp = Utc::now().timestamp();
     let signature = target.secret.sign(id, timestamp, body.as_bytes());
     Request::post(path)
         .header("host", "127.0.0.1")
@@ -59,26 +63,14 @@ fn outcome(reply: Result<Reply, String>, expected: u16, must_contain: Option<&st
     }
 }
 
-fn shop_json(version: u64) -> String {
-    format!(
-        r#"{{"id":"{SHOP}","name":"Southside Auto Care","subscription_tier":"gold","customer_portal_active":true,"timezone":"Australia/Brisbane","locale":"en-AU","email":"service@southside.example","phone":"+61 7 3000 0000","version":{version}}}"#
-    )
-}
-
-fn envelope(kind: &str, data: &str) -> String {
-    format!(
-        r#"{{"type":"{kind}","timestamp":"{}","shop_id":"{SHOP}","data":{data}}}"#,
-        chrono::Utc::now().to_rfc3339()
-    )
-}
+/// Who the benchmark's host messages come from.
+const BENCH: Staff<'static> = Staff { id: "usr_1", name: "Bench" };
 
 /// Installs the benchmark's shop.
 pub async fn install(target: &Target) {
     let mut conn = load::connect(target.addr).await.unwrap();
-    let body = envelope(
-        "plugin.installed",
-        &format!(r#"{{"shop":{},"installed_by":{{"id":"u","name":"Bench"}}}}"#, shop_json(1)),
-    );
+    let installer = Staff { id: "u", name: "Bench" };
+    let body = host_messages::plugin_installed(&Shop::example(SHOP), 1, installer, Utc::now()).to_string();
     let reply = load::send(&mut conn, signed(target, "/webhooks", &format!("{}_install", target.run), body))
         .await
         .unwrap();
@@ -97,13 +89,10 @@ pub fn webhook_intake(target: &Target, sent: Sent) -> Operation {
         async move {
             let id = format!("{}_{n}", target.run);
             let customer = n % CUSTOMERS;
-            let body = envelope(
-                "customer.updated",
-                &format!(
-                    r#"{{"customer":{{"id":"cus_{customer}","first_name":"Jana","last_name":"Kowalski","email":"c{customer}@bench.example","mobile":"+61412345678","version":{}}}}}"#,
-                    n + 1
-                ),
-            );
+            let (id_of, email) = (format!("cus_{customer}"), format!("c{customer}@bench.example"));
+            let snapshot =
+                Customer::example(&id_of, Some(&email), Some("+61412345678")).snapshot(n as i64 + 1);
+            let body = host_messages::customer_updated(SHOP, snapshot, Utc::now()).to_string();
             let reply = load::send(&mut worker.conn, signed(&target, "/webhooks", &id, body.clone())).await;
             let result = outcome(reply, 204, None);
             if result == Outcome::Ok {
@@ -131,15 +120,17 @@ pub fn webhook_replay(target: &Target, sent: Sent) -> Operation {
     })
 }
 
-fn action(kind: &str, customer: &str, email: &str, interaction: &str, channel: Option<&str>) -> String {
-    let values = channel.map(|c| format!(r#","values":{{"channel":"{c}"}}"#)).unwrap_or_default();
-    envelope(
-        kind,
-        &format!(
-            r#"{{"action_key":"send-portal-invitation","interaction_id":"{interaction}","user":{{"id":"usr_1","name":"Bench"}},"shop":{},"customer":{{"id":"{customer}","first_name":"Jana","last_name":"Kowalski","email":"{email}","mobile":null,"version":1}}{values}}}"#,
-            shop_json(1)
-        ),
-    )
+/// One of the star-menu messages (chosen by `message`) about a customer with an email only.
+fn action(
+    customer: &str,
+    email: &str,
+    interaction: &str,
+    message: impl FnOnce(&StarMenu<'_>) -> serde_json::Value,
+) -> String {
+    let shop = Shop::example(SHOP);
+    let customer = Customer::example(customer, Some(email), None).snapshot(1);
+    message(&StarMenu { shop: &shop, shop_version: 1, customer: &customer, user: BENCH, interaction })
+        .to_string()
 }
 
 /// When each invitation's submission started, by recipient.
@@ -155,7 +146,7 @@ pub fn invite(target: &Target, submitted: Submitted) -> Operation {
         async move {
             let (customer, email, interaction) =
                 (format!("inv_{n}"), format!("c{n}@invite.example"), format!("int_{n}"));
-            let click = action("action.invoked", &customer, &email, &interaction, None);
+            let click = action(&customer, &email, &interaction, |menu| menu.invoked(Utc::now()));
             let reply = load::send(
                 &mut worker.conn,
                 signed(&target, "/actions/send-portal-invitation", &format!("{}_c{n}", target.run), click),
@@ -165,7 +156,8 @@ pub fn invite(target: &Target, submitted: Submitted) -> Operation {
             if result != Outcome::Ok {
                 return (worker, result);
             }
-            let submit = action("dialog.submitted", &customer, &email, &interaction, Some("email"));
+            let submit =
+                action(&customer, &email, &interaction, |menu| menu.submitted(Some("email"), Utc::now()));
             submitted.lock().unwrap().insert(email.clone(), Instant::now());
             let reply = load::send(
                 &mut worker.conn,
@@ -223,7 +215,7 @@ pub async fn set_password(addr: SocketAddr, setup_path: &str, password: &str) {
 /// Sends one invitation for the login scenario's customer.
 pub async fn invite_one(target: &Target, email: &str) {
     let mut conn = load::connect(target.addr).await.unwrap();
-    let submit = action("dialog.submitted", "cus_login", email, "int_login", Some("email"));
+    let submit = action("cus_login", email, "int_login", |menu| menu.submitted(Some("email"), Utc::now()));
     let reply = load::send(
         &mut conn,
         signed(target, "/actions/send-portal-invitation", &format!("{}_login", target.run), submit),

@@ -6,9 +6,13 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use serde_json::json;
 
-use super::host_client::{self, CustomerArgs, HostClient, ShopArgs, action_data, envelope, fresh_version};
+use super::{
+    host_client::{self, HostClient, fresh_version},
+    host_messages::{
+        ACTION_PATH, Customer, Shop, Staff, StarMenu, WEBHOOKS_PATH, customer_updated, plugin_installed,
+    },
+};
 use crate::{
     app::App, clock::Clock, config::Settings, entities::outbox_message, signature::WebhookSecret, telemetry,
 };
@@ -71,63 +75,35 @@ async fn story(
     let client = HostClient::new(base, secret)?;
     let now = Utc::now();
     let version = fresh_version(now);
-    let shop = ShopArgs {
-        shop_id: "shop_demo".into(),
-        shop_name: "Southside Auto Care (demo)".into(),
-        tier: "gold".into(),
-        portal_active: true,
-        timezone: "Australia/Brisbane".into(),
-        locale: "en-AU".into(),
-        shop_email: "service@southside.example".into(),
-        shop_phone: "+61 7 3000 0000".into(),
-    };
+    let shop = Shop { name: "Southside Auto Care (demo)".into(), ..Shop::example("shop_demo") };
     // A new customer each run, so the demo can be run again on the same database.
     let customer_id = format!("cus_demo_{}", now.timestamp());
-    let customer = CustomerArgs {
-        customer_id: customer_id.clone(),
-        first_name: "Jana".into(),
-        last_name: "Kowalski".into(),
-        email: format!("jana+{}@example.com", now.timestamp()),
-        mobile: "+61412345678".into(),
+    let email = format!("jana+{}@example.com", now.timestamp());
+    let customer = Customer::example(&customer_id, Some(&email), Some("+61412345678")).snapshot(version);
+    let click = StarMenu {
+        shop: &shop,
+        shop_version: version,
+        customer: &customer,
+        user: host_client::FRONT_DESK,
+        interaction: "int_demo",
     };
-    let installed =
-        json!({"shop": shop.snapshot(version), "installed_by": {"id": "usr_demo", "name": "Demo owner"}});
+    let submission = StarMenu { interaction: &format!("int_demo_{}", now.timestamp()), ..click.clone() };
     let steps = [
         (
             "1. The shop installs the plugin",
-            "/webhooks",
-            envelope("plugin.installed", &shop.shop_id, now, installed),
+            WEBHOOKS_PATH,
+            plugin_installed(&shop, version, Staff { id: "usr_demo", name: "Demo owner" }, now),
         ),
         (
             "2. The host sends the customer's profile",
-            "/webhooks",
-            envelope("customer.updated", &shop.shop_id, now, json!({"customer": customer.snapshot(version)})),
+            WEBHOOKS_PATH,
+            customer_updated(&shop.id, customer.clone(), now),
         ),
-        (
-            "3. Star menu > Send Customer Portal Invitation",
-            "/actions/send-portal-invitation",
-            envelope(
-                "action.invoked",
-                &shop.shop_id,
-                now,
-                action_data(&shop, &customer, "int_demo", version, None),
-            ),
-        ),
+        ("3. Star menu > Send Customer Portal Invitation", ACTION_PATH, click.invoked(now)),
         (
             "4. The staff member chooses email and clicks Send",
-            "/actions/send-portal-invitation",
-            envelope(
-                "dialog.submitted",
-                &shop.shop_id,
-                now,
-                action_data(
-                    &shop,
-                    &customer,
-                    &format!("int_demo_{}", now.timestamp()),
-                    version,
-                    Some("email"),
-                ),
-            ),
+            ACTION_PATH,
+            submission.submitted(Some("email"), now),
         ),
     ];
     for (title, path, message) in steps {

@@ -1,11 +1,13 @@
-//! Acting as the host: builds the contract's messages, signs them like the host does, sends them to a
-//! running instance and prints the answers so a person can read them. Used by `simulate` and `demo`.
+//! Acting as the host: takes the shop and customer from the command line, signs the contract's
+//! messages (built by [`super::host_messages`]) like the host does, sends them to a running instance
+//! and prints the answers so a person can read them. Used by `simulate` and `demo`.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::host_messages::{Customer, Shop, Staff};
 use crate::signature::WebhookSecret;
 
 /// The shop in a simulated message.
@@ -62,47 +64,40 @@ pub fn fresh_version(now: DateTime<Utc>) -> i64 {
     now.timestamp_millis()
 }
 
+/// Who `simulate` and `demo` act as in the star menu.
+pub const FRONT_DESK: Staff<'static> = Staff { id: "usr_simulator", name: "Simulator (front desk)" };
+
 impl ShopArgs {
-    /// The shop snapshot.
-    pub fn snapshot(&self, version: i64) -> Value {
-        json!({"id": self.shop_id, "name": self.shop_name, "subscription_tier": self.tier,
-               "customer_portal_active": self.portal_active, "timezone": self.timezone, "locale": self.locale,
-               "email": non_empty(&self.shop_email), "phone": non_empty(&self.shop_phone), "version": version})
+    /// The shop these options describe; an empty email or phone is sent as `null`.
+    pub fn shop(&self) -> Shop {
+        Shop {
+            id: self.shop_id.clone(),
+            name: self.shop_name.clone(),
+            tier: self.tier.clone(),
+            portal_active: self.portal_active,
+            timezone: self.timezone.clone(),
+            locale: self.locale.clone(),
+            email: non_empty(&self.shop_email),
+            phone: non_empty(&self.shop_phone),
+        }
     }
 }
 
 impl CustomerArgs {
-    /// The customer snapshot.
-    pub fn snapshot(&self, version: i64) -> Value {
-        json!({"id": self.customer_id, "first_name": self.first_name, "last_name": self.last_name,
-               "email": non_empty(&self.email), "mobile": non_empty(&self.mobile), "version": version})
+    /// The customer these options describe; an empty email or mobile is sent as `null`.
+    pub fn customer(&self) -> Customer {
+        Customer {
+            id: self.customer_id.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            email: non_empty(&self.email),
+            mobile: non_empty(&self.mobile),
+        }
     }
 }
 
-fn non_empty(value: &str) -> Value {
-    if value.is_empty() { Value::Null } else { Value::String(value.to_owned()) }
-}
-
-/// An envelope (contract §4).
-pub fn envelope(event_type: &str, shop_id: &str, now: DateTime<Utc>, data: Value) -> Value {
-    json!({"type": event_type, "timestamp": now.to_rfc3339(), "shop_id": shop_id, "data": data})
-}
-
-/// The data of a star-menu message.
-pub fn action_data(
-    shop: &ShopArgs,
-    customer: &CustomerArgs,
-    interaction: &str,
-    version: i64,
-    channel: Option<&str>,
-) -> Value {
-    let mut data = json!({"action_key": "send-portal-invitation", "interaction_id": interaction,
-                          "user": {"id": "usr_simulator", "name": "Simulator (front desk)"},
-                          "shop": shop.snapshot(version), "customer": customer.snapshot(version)});
-    if let Some(channel) = channel {
-        data["values"] = json!({"channel": channel});
-    }
-    data
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// Sends messages to one instance, signed with one secret.
@@ -224,6 +219,8 @@ pub fn describe(answer: &Answer) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn answer(status: u16, json: Value) -> Answer {

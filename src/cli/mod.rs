@@ -5,6 +5,7 @@
 
 mod demo;
 pub mod host_client;
+pub mod host_messages;
 mod simulate;
 
 use std::{path::PathBuf, process::ExitCode};

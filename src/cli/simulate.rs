@@ -5,9 +5,14 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use serde_json::json;
 
-use super::host_client::{self, CustomerArgs, HostClient, ShopArgs, action_data, envelope, fresh_version};
+use super::{
+    host_client::{self, CustomerArgs, HostClient, ShopArgs, fresh_version},
+    host_messages::{
+        ACTION_PATH, Staff, StarMenu, WEBHOOKS_PATH, customer_deleted, customer_updated, plugin_installed,
+        plugin_uninstalled, shop_updated,
+    },
+};
 use crate::signature::WebhookSecret;
 
 /// Options of `simulate`.
@@ -81,6 +86,9 @@ pub enum Event {
     },
 }
 
+/// Who installs and removes the plugin in simulated messages.
+const SIMULATOR: Staff<'static> = Staff { id: "usr_simulator", name: "Simulator" };
+
 /// Sends one message and prints the answer.
 pub async fn run(args: SimulateArgs) -> ExitCode {
     let secret_text = args.secret.split_whitespace().next().unwrap_or_default().to_owned();
@@ -101,61 +109,35 @@ pub async fn run(args: SimulateArgs) -> ExitCode {
     let now = Utc::now();
     let version = fresh_version(now);
     let interaction = |given: &Option<String>| given.clone().unwrap_or_else(|| crate::random::id("int"));
+    let star_menu = |shop, customer, interaction| StarMenu {
+        shop,
+        shop_version: version,
+        customer,
+        user: host_client::FRONT_DESK,
+        interaction,
+    };
     let (path, message) = match &args.event {
-        Event::Install { shop } => (
-            "/webhooks",
-            envelope(
-                "plugin.installed",
-                &shop.shop_id,
-                now,
-                json!({"shop": shop.snapshot(version),
-                "installed_by": {"id": "usr_simulator", "name": "Simulator"}}),
-            ),
-        ),
-        Event::Uninstall { shop } => (
-            "/webhooks",
-            envelope(
-                "plugin.uninstalled",
-                &shop.shop_id,
-                now,
-                json!({"uninstalled_by": {"id": "usr_simulator", "name": "Simulator"}}),
-            ),
-        ),
-        Event::UpdateShop { shop } => (
-            "/webhooks",
-            envelope("shop.updated", &shop.shop_id, now, json!({"shop": shop.snapshot(version)})),
-        ),
-        Event::UpdateCustomer { shop, customer } => (
-            "/webhooks",
-            envelope("customer.updated", &shop.shop_id, now, json!({"customer": customer.snapshot(version)})),
-        ),
-        Event::DeleteCustomer { shop, customer } => (
-            "/webhooks",
-            envelope(
-                "customer.deleted",
-                &shop.shop_id,
-                now,
-                json!({"customer_id": customer.customer_id, "version": version}),
-            ),
-        ),
-        Event::Invoke { shop, customer, interaction_id } => (
-            "/actions/send-portal-invitation",
-            envelope(
-                "action.invoked",
-                &shop.shop_id,
-                now,
-                action_data(shop, customer, &interaction(interaction_id), version, None),
-            ),
-        ),
-        Event::Submit { shop, customer, channel, interaction_id } => (
-            "/actions/send-portal-invitation",
-            envelope(
-                "dialog.submitted",
-                &shop.shop_id,
-                now,
-                action_data(shop, customer, &interaction(interaction_id), version, Some(channel)),
-            ),
-        ),
+        Event::Install { shop } => (WEBHOOKS_PATH, plugin_installed(&shop.shop(), version, SIMULATOR, now)),
+        Event::Uninstall { shop } => (WEBHOOKS_PATH, plugin_uninstalled(&shop.shop_id, SIMULATOR, now)),
+        Event::UpdateShop { shop } => {
+            (WEBHOOKS_PATH, shop_updated(&shop.shop_id, shop.shop().snapshot(version), now))
+        }
+        Event::UpdateCustomer { shop, customer } => {
+            (WEBHOOKS_PATH, customer_updated(&shop.shop_id, customer.customer().snapshot(version), now))
+        }
+        Event::DeleteCustomer { shop, customer } => {
+            (WEBHOOKS_PATH, customer_deleted(&shop.shop_id, &customer.customer_id, version, now))
+        }
+        Event::Invoke { shop, customer, interaction_id } => {
+            let interaction = interaction(interaction_id);
+            let customer = customer.customer().snapshot(version);
+            (ACTION_PATH, star_menu(&shop.shop(), &customer, &interaction).invoked(now))
+        }
+        Event::Submit { shop, customer, channel, interaction_id } => {
+            let interaction = interaction(interaction_id);
+            let customer = customer.customer().snapshot(version);
+            (ACTION_PATH, star_menu(&shop.shop(), &customer, &interaction).submitted(Some(channel), now))
+        }
     };
     println!(
         "→ {} for {} to {}{path}",

@@ -226,3 +226,45 @@ mod hostile_values {
         assert!(err.message.contains("365d"), "{err}");
     }
 }
+
+/// The README's settings table: (variable, default column) per row, in order.
+fn readme_settings() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table =
+        readme.split("| variable | default | meaning |").nth(1).expect("the README has a settings table");
+    table
+        .lines()
+        .skip(2) // the header's separator row, after the rest of the header line
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_every_setting_with_its_default_and_nothing_else() {
+    let rows = readme_settings();
+    let listed: Vec<&str> = rows.iter().map(|(name, _)| name.as_str()).collect();
+    let declared: Vec<&str> = SETTINGS.iter().map(|s| s.env).collect();
+    assert_eq!(listed, declared, "the README's table and SETTINGS differ (names or order)");
+    for (setting, (name, default)) in SETTINGS.iter().zip(&rows) {
+        match setting.default {
+            Some(value) => assert_eq!(default, &format!("`{value}`"), "{name}"),
+            None => assert!(!default.starts_with('`'), "{name} has no default, the README shows {default}"),
+        }
+    }
+}
+
+#[test]
+fn each_setting_is_listed_once_under_its_environment_name() {
+    for setting in SETTINGS {
+        let file_key = setting.env.strip_prefix("PORTAL_").map(str::to_ascii_lowercase);
+        assert!(file_key.is_some_and(|k| !k.is_empty()), "{} needs the PORTAL_ prefix", setting.env);
+    }
+    let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.env).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), SETTINGS.len(), "a setting is listed twice");
+}

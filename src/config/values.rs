@@ -1,60 +1,108 @@
-//! Parsing single setting values: URLs, secrets, durations, the SMS gateway, proxies.
+//! The types of setting values that need more than the standard library (a database URL that hides
+//! its password, secrets kept out of `Debug`, the log format), and the parsers of single values that
+//! the declarations in `declared.rs` use. Each parser returns what is wrong; the caller adds the name.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{fmt, time::Duration};
 
 use url::Url;
 
-use super::{Secret, SettingError, TwilioSettings};
 use crate::signature::WebhookSecret;
 
-pub(super) fn non_empty(value: Option<&String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
-/// All three Twilio settings, or none of them.
-pub(super) fn parse_twilio(
-    raw: &BTreeMap<String, String>,
-    api_url: &str,
-) -> Result<Option<TwilioSettings>, SettingError> {
-    let sid = non_empty(raw.get("PORTAL_TWILIO_ACCOUNT_SID"));
-    let token = non_empty(raw.get("PORTAL_TWILIO_AUTH_TOKEN"));
-    let from = non_empty(raw.get("PORTAL_TWILIO_FROM"));
-    let (account_sid, auth_token, from) = match (sid, token, from) {
-        (None, None, None) => return Ok(None),
-        (Some(sid), Some(token), Some(from)) => (sid, token, from),
-        (sid, token, _) => {
-            let missing = if sid.is_none() {
-                "PORTAL_TWILIO_ACCOUNT_SID"
-            } else if token.is_none() {
-                "PORTAL_TWILIO_AUTH_TOKEN"
-            } else {
-                "PORTAL_TWILIO_FROM"
-            };
-            return Err(SettingError::new(
-                missing,
-                "is not set, but other PORTAL_TWILIO_ settings are; set all three to send SMS, or none to write SMS to files",
-            ));
+impl LogFormat {
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("is {other:?}; use text or json")),
         }
-    };
-    let api_url = Url::parse(api_url.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            SettingError::new(
-                "PORTAL_TWILIO_API_URL",
-                "is not an http(s) URL; the default is https://api.twilio.com",
-            )
-        })?;
-    Ok(Some(TwilioSettings { account_sid, auth_token: Secret(auth_token), from, api_url }))
+    }
 }
 
-pub(super) fn parse_public_url(text: &str) -> Result<Url, SettingError> {
-    let fail = |why: &str| {
-        SettingError::new(
-            "PORTAL_PUBLIC_URL",
-            format!("{why}; set it to the address customers open, e.g. https://portal.example.com"),
-        )
-    };
+/// The database to use. `Debug` and `Display` hide a password in the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(Url);
+
+impl DatabaseUrl {
+    /// Accepts `sqlite:` and `postgres:`/`postgresql:` URLs.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = Url::parse(text).map_err(|e| format!("{e}"))?;
+        match url.scheme() {
+            "sqlite" | "postgres" | "postgresql" => Ok(Self(url)),
+            other => Err(format!("the scheme {other}: is not supported")),
+        }
+    }
+
+    /// Whether this is the embedded SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        self.0.scheme() == "sqlite"
+    }
+
+    /// The URL with its password, for the driver only.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("redacted"));
+        }
+        f.write_str(shown.as_str())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// A secret setting: `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub(super) String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// An SMTP URL in lettre's form, checked by building (not connecting) a transport from it.
+pub(super) fn parse_smtp_url(text: &str) -> Result<Secret, String> {
+    lettre::transport::smtp::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(text).map_err(|e| {
+        format!("is not an SMTP URL ({e}); use e.g. smtp://user:password@mail.example.com:587?tls=required")
+    })?;
+    Ok(Secret(text.to_owned()))
+}
+
+/// A filter as `tracing_subscriber` takes it, kept as text (the subscriber is built later).
+pub(super) fn parse_log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map_err(|e| format!("is not a log filter ({e}); use e.g. info or portal_invites=debug,info"))?;
+    Ok(text.to_owned())
+}
+
+pub(super) fn parse_public_url(text: &str) -> Result<Url, String> {
+    let fail =
+        |why: &str| format!("{why}; set it to the address customers open, e.g. https://portal.example.com");
     let url = Url::parse(text.trim()).map_err(|e| fail(&format!("is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(fail("must be an http or https URL with a host"));
@@ -65,33 +113,24 @@ pub(super) fn parse_public_url(text: &str) -> Result<Url, SettingError> {
     Ok(url)
 }
 
-pub(super) fn parse_secrets(text: &str) -> Result<Vec<WebhookSecret>, SettingError> {
+pub(super) fn parse_secrets(text: &str) -> Result<Vec<WebhookSecret>, String> {
     text.split_whitespace()
         .enumerate()
         .map(|(i, s)| {
-            WebhookSecret::parse(s).map_err(|e| {
-                SettingError::new(
-                    "PORTAL_WEBHOOK_SECRETS",
-                    format!("secret number {} {e}; copy it exactly as the host showed it", i + 1),
-                )
-            })
+            WebhookSecret::parse(s)
+                .map_err(|e| format!("secret number {} {e}; copy it exactly as the host showed it", i + 1))
         })
         .collect()
 }
 
 /// Addresses (`10.0.0.5`) or ranges (`10.0.0.0/8`), separated by spaces or commas.
-pub(super) fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, SettingError> {
+pub(super) fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
     text.split([' ', ','])
         .filter(|t| !t.is_empty())
         .map(|item| {
             item.parse::<ipnet::IpNet>()
                 .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    SettingError::new(
-                        "PORTAL_TRUSTED_PROXIES",
-                        format!("{item:?} is not an address or CIDR range such as 10.0.0.0/8"),
-                    )
-                })
+                .map_err(|_| format!("{item:?} is not an address or CIDR range such as 10.0.0.0/8"))
         })
         .collect()
 }

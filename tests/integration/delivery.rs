@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Digest;
 
 use crate::{helpers::*, invitations::links, sms_gateway::Reply};
@@ -24,23 +24,6 @@ crate::with_each_backend!(
     deleting_the_customer_erases_everything_the_portal_kept,
     uninstall_erasure_covers_accounts_invitations_tokens_and_messages,
 );
-
-pub const EMAIL: &str = "jana@example.com";
-pub const MOBILE: &str = "+61412345678";
-
-/// The contract's example customer, with an email and a mobile.
-pub fn jana() -> Value {
-    customer("cus_456", Some(EMAIL), Some(MOBILE), 3)
-}
-
-/// The code of a star-menu answer: the message's, or the field error's.
-pub fn code(answer: &Value) -> String {
-    answer["message"]["code"]
-        .as_str()
-        .or_else(|| answer["errors"]["channel"]["code"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
 
 pub async fn invitation_status(app: &TestApp) -> Vec<String> {
     // Sorted by name: rows issued at the same (manual) instant have no order of their own.
@@ -70,10 +53,7 @@ async fn an_invalid_number_fails_the_invitation_and_a_new_one_may_be_sent(backen
     let app = &stack.app;
     stack.sms.script([Reply::InvalidNumber]);
     let answer = app.submit("shop_1", &jana(), "int_1", "sms").await;
-    assert_eq!(
-        (answer["response_action"].as_str(), code(&answer).as_str()),
-        (Some("errors"), "invalid_channel")
-    );
+    assert_eq!((answer["response_action"].as_str(), code(&answer)), (Some("errors"), "invalid_channel"));
     let said = answer["errors"]["channel"]["text"].as_str().unwrap();
     assert!(said.contains("not a valid phone number") && said.contains("send by email"), "{said}");
     assert_eq!(invitation_status(app).await, ["failed"]);
@@ -230,7 +210,7 @@ async fn a_changed_email_moves_the_username_and_kills_the_old_link(backend: Back
     let mut moved = bob.clone();
     moved["email"] = json!("robert@example.com");
     moved["version"] = json!(2);
-    app.deliver(&envelope("customer.updated", "shop_1", 0, json!({"customer": moved}))).await;
+    app.deliver(&host_messages::customer_updated("shop_1", moved.clone(), at(0))).await;
     stack.smtp.resume().await;
     next_round(app).await;
     assert_eq!(stack.smtp.received().len(), 1, "nothing went to the old address");
@@ -259,8 +239,7 @@ async fn deleting_the_customer_erases_everything_the_portal_kept(backend: Backen
     stack.smtp.stop();
     assert_eq!(code(&app.submit("shop_1", &bob, "int_2", "email").await), "invitation_queued");
     for id in ["cus_456", "cus_bob"] {
-        app.deliver(&envelope("customer.deleted", "shop_1", 0, json!({"customer_id": id, "version": 9})))
-            .await;
+        app.deliver(&customer_deleted("shop_1", id, 9)).await;
     }
     for table in ["portal_accounts", "invitations", "tokens", "outbox"] {
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {table}")).await, 0, "{table} kept rows");
@@ -280,13 +259,7 @@ async fn uninstall_erasure_covers_accounts_invitations_tokens_and_messages(backe
     let app = &stack.app;
     stack.smtp.stop();
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "email").await), "invitation_queued");
-    app.deliver(&envelope(
-        "plugin.uninstalled",
-        "shop_1",
-        0,
-        json!({"uninstalled_by": {"id": "u", "name": "n"}}),
-    ))
-    .await;
+    app.deliver(&uninstalled("shop_1", SOMEONE, 0)).await;
     stack.smtp.resume().await;
     // Uninstalled at once: no invitation goes out any more.
     next_round(app).await;

@@ -9,7 +9,7 @@ use portal_invites::signature::WebhookSecret;
 use serde_json::Value;
 
 use crate::{
-    delivery::{EMAIL, MOBILE, code, invitation_status, jana, next_round},
+    delivery::{invitation_status, next_round},
     helpers::*,
     invitations::{links, parse},
     sms_gateway::Reply,
@@ -238,8 +238,7 @@ async fn an_erased_customers_message_files_go_with_them(backend: Backend) {
     let ola = customer("cus_ola", Some("ola@example.com"), Some("+61400000001"), 1);
     assert_eq!(code(&app.submit("shop_1", &ola, "int_2", "sms").await), "invitation_sent");
     assert_eq!(app.outbox_files().len(), 2);
-    let data = serde_json::json!({"customer_id": "cus_456", "version": 9});
-    app.deliver(&envelope("customer.deleted", "shop_1", 0, data)).await;
+    app.deliver(&customer_deleted("shop_1", "cus_456", 9)).await;
     app.advance(TimeDelta::seconds(1)); // housekeeping runs when the clock moves
     app.eventually("the deleted customer's email file is gone", || async { app.outbox_files().len() == 1 })
         .await;
@@ -316,30 +315,20 @@ async fn sigterm_during_a_hanging_send_exits_within_the_grace_period() {
                 .await
         }
     };
-    let mut ready = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the service started");
+    let ready = poll(200, Duration::from_millis(50), || async {
+        client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200).then_some(())
+    });
+    assert!(ready.await.is_some(), "the service started");
     assert_eq!(post("/webhooks", installed("shop_1", 1)).await.unwrap().status(), 204);
     // The first attempt (made by the request) is deferred by the server; the retry, made by the
     // outbox worker within the first backoff (at most 10 s), finds a server that stopped answering.
     smtp.refuse_all(Some(451));
-    let submit = action("dialog.submitted", "shop_1", &jana(), "int_1", Some("email"));
+    let submit = dialog_submitted("shop_1", &jana(), "int_1", Some("email"));
     let answer: Value = post("/actions/send-portal-invitation", submit).await.unwrap().json().await.unwrap();
     assert_eq!(code(&answer), "invitation_queued", "{answer}");
     smtp.refuse_all(None);
     smtp.stall(true);
-    for _ in 0..300 {
-        if smtp.connections() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll(300, Duration::from_millis(50), || async { (smtp.connections() >= 2).then_some(()) }).await;
     assert!(smtp.connections() >= 2, "the worker's retry is under way, hanging");
 
     let pid = child.id().unwrap().to_string();

@@ -188,16 +188,10 @@ fn valid_messages() -> Vec<(&'static str, Value)> {
     vec![
         ("/webhooks", installed("shop_1", 2)),
         ("/webhooks", customer_updated("shop_1", "cus_2", 1, "ola@example.com")),
-        (
-            "/webhooks",
-            envelope("customer.deleted", "shop_1", 0, json!({"customer_id": "cus_3", "version": 2})),
-        ),
-        ("/webhooks", envelope("shop.updated", "shop_1", 0, json!({"shop": shop("shop_1", 3)}))),
-        ("/actions/send-portal-invitation", action("action.invoked", "shop_1", &profile, "int_1", None)),
-        (
-            "/actions/send-portal-invitation",
-            action("dialog.submitted", "shop_1", &profile, "int_2", Some("sms")),
-        ),
+        ("/webhooks", customer_deleted("shop_1", "cus_3", 2)),
+        ("/webhooks", shop_updated("shop_1", shop("shop_1", 3))),
+        ("/actions/send-portal-invitation", action_invoked("shop_1", &profile, "int_1")),
+        ("/actions/send-portal-invitation", dialog_submitted("shop_1", &profile, "int_2", Some("sms"))),
     ]
 }
 

@@ -10,9 +10,10 @@ use std::{
 
 use chrono::{DateTime, TimeDelta, Utc};
 use poem::listener::{Acceptor, Listener, TcpListener};
+pub use portal_invites::cli::host_messages::{self, Customer, Shop, Staff, StarMenu};
 use portal_invites::{app::App, clock::Clock, config::Settings, db::Database, signature::WebhookSecret};
 use sea_orm::ConnectionTrait;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The instant every test's clock starts at.
 pub fn start_time() -> DateTime<Utc> {
@@ -305,12 +306,12 @@ impl TestApp {
 
     /// The star menu click for `customer` of `shop_id`.
     pub async fn invoke(&self, shop_id: &str, customer: &Value) -> Value {
-        self.act(&action("action.invoked", shop_id, customer, "int_click", None)).await
+        self.act(&action_invoked(shop_id, customer, "int_click")).await
     }
 
     /// The dialog's submission with `channel`.
     pub async fn submit(&self, shop_id: &str, customer: &Value, interaction: &str, channel: &str) -> Value {
-        self.act(&action("dialog.submitted", shop_id, customer, interaction, Some(channel))).await
+        self.act(&dialog_submitted(shop_id, customer, interaction, Some(channel))).await
     }
 
     /// GETs a path.
@@ -360,70 +361,121 @@ impl TestApp {
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        for _ in 0..200 {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("timed out waiting until {what}");
+        let done = poll(200, Duration::from_millis(50), || {
+            let checked = check();
+            async move { checked.await.then_some(()) }
+        });
+        done.await.unwrap_or_else(|| panic!("timed out waiting until {what}"));
     }
 }
 
-/// The shop snapshot of the contract, with a version.
-pub fn shop(id: &str, version: u64) -> Value {
-    json!({"id": id, "name": "Southside Auto Care", "subscription_tier": "gold",
-           "customer_portal_active": true, "timezone": "Australia/Brisbane", "locale": "en-AU",
-           "email": "service@southside.example", "phone": "+61 7 3000 0000", "version": version})
+/// Calls `check` up to `attempts` times, `every` apart, until it gives a value; `None` if it never
+/// does (the caller says what it was waiting for).
+pub async fn poll<T, F, Fut>(attempts: u32, every: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..attempts {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        tokio::time::sleep(every).await;
+    }
+    None
+}
+
+/// The `Set-Cookie` value starting with `prefix`; it must carry each of `attributes`.
+pub fn cookie_with(set_cookies: Vec<String>, prefix: &str, attributes: &[&str]) -> String {
+    let cookie = set_cookies
+        .into_iter()
+        .find(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} cookie"));
+    for attribute in attributes {
+        assert!(cookie.contains(attribute), "{attribute} missing from {cookie}");
+    }
+    cookie
+}
+
+/// The person who installs and removes the plugin in most tests.
+pub const OWNER: Staff<'static> = Staff { id: "usr_1", name: "Owner" };
+/// Anyone at the host, where who it is does not matter.
+pub const SOMEONE: Staff<'static> = Staff { id: "u", name: "n" };
+/// The staff member who clicks in the star menu.
+pub const FRONT_DESK: Staff<'static> = Staff { id: "usr_9", name: "Sam (front desk)" };
+
+/// The service's start time plus `seconds`: when a test's host sends a message.
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    start_time() + TimeDelta::seconds(seconds)
+}
+
+/// The contract's example shop snapshot (gold, portal active), with a version.
+pub fn shop(id: &str, version: i64) -> Value {
+    Shop::example(id).snapshot(version)
 }
 
 /// An envelope of `type` for shop `shop_id` at the service's start time plus `seconds`.
 pub fn envelope(event_type: &str, shop_id: &str, seconds: i64, data: Value) -> Value {
-    let at = start_time() + TimeDelta::seconds(seconds);
-    json!({"type": event_type, "timestamp": at.to_rfc3339(), "shop_id": shop_id, "data": data})
+    host_messages::envelope(event_type, shop_id, at(seconds), data)
 }
 
-/// `plugin.installed` for a gold shop.
-pub fn installed(shop_id: &str, version: u64) -> Value {
-    envelope(
-        "plugin.installed",
-        shop_id,
-        0,
-        json!({"shop": shop(shop_id, version), "installed_by": {"id": "usr_1", "name": "Owner"}}),
-    )
+/// `plugin.installed` for the example shop, by [`OWNER`].
+pub fn installed(shop_id: &str, version: i64) -> Value {
+    host_messages::plugin_installed(&Shop::example(shop_id), version, OWNER, at(0))
+}
+
+/// `plugin.uninstalled` by `by`, `seconds` after the start.
+pub fn uninstalled(shop_id: &str, by: Staff<'_>, seconds: i64) -> Value {
+    host_messages::plugin_uninstalled(shop_id, by, at(seconds))
+}
+
+/// `shop.updated` with `snapshot`.
+pub fn shop_updated(shop_id: &str, snapshot: Value) -> Value {
+    host_messages::shop_updated(shop_id, snapshot, at(0))
 }
 
 /// `customer.updated` with the contract's example customer.
-pub fn customer_updated(shop_id: &str, customer_id: &str, version: u64, email: &str) -> Value {
-    envelope(
-        "customer.updated",
-        shop_id,
-        0,
-        json!({"customer": {"id": customer_id, "first_name": "Jana", "last_name": "Kowalski",
-                            "email": email, "mobile": "+61412345678", "version": version}}),
-    )
+pub fn customer_updated(shop_id: &str, customer_id: &str, version: i64, email: &str) -> Value {
+    let snapshot = Customer::example(customer_id, Some(email), Some("+61412345678")).snapshot(version);
+    host_messages::customer_updated(shop_id, snapshot, at(0))
 }
 
-/// A customer snapshot.
-pub fn customer(id: &str, email: Option<&str>, mobile: Option<&str>, version: u64) -> Value {
-    json!({"id": id, "first_name": "Jana", "last_name": "Kowalski", "email": email, "mobile": mobile, "version": version})
+/// `customer.deleted` as of `version`.
+pub fn customer_deleted(shop_id: &str, customer_id: &str, version: i64) -> Value {
+    host_messages::customer_deleted(shop_id, customer_id, version, at(0))
 }
 
-/// A star-menu message for the contract's gold shop.
-pub fn action(
-    kind: &str,
-    shop_id: &str,
-    customer: &Value,
-    interaction: &str,
-    channel: Option<&str>,
-) -> Value {
-    let mut data = json!({"action_key": "send-portal-invitation", "interaction_id": interaction,
-                          "user": {"id": "usr_9", "name": "Sam (front desk)"},
-                          "shop": shop(shop_id, 1), "customer": customer});
-    if let Some(channel) = channel {
-        data["values"] = json!({"channel": channel});
-    }
-    envelope(kind, shop_id, 0, data)
+/// The example customer's email (the portal username).
+pub const EMAIL: &str = "jana@example.com";
+pub const MOBILE: &str = "+61412345678";
+
+/// The contract's example customer, with an email and a mobile.
+pub fn jana() -> Value {
+    customer("cus_456", Some(EMAIL), Some(MOBILE), 3)
+}
+
+/// The code of a star-menu answer: the message's, or the channel field error's.
+pub fn code(answer: &Value) -> &str {
+    answer["message"]["code"].as_str().or_else(|| answer["errors"]["channel"]["code"].as_str()).unwrap_or("")
+}
+
+/// The contract's example customer's snapshot, reachable as given.
+pub fn customer(id: &str, email: Option<&str>, mobile: Option<&str>, version: i64) -> Value {
+    Customer::example(id, email, mobile).snapshot(version)
+}
+
+fn star_menu<'a>(shop: &'a Shop, customer: &'a Value, interaction: &'a str) -> StarMenu<'a> {
+    StarMenu { shop, shop_version: 1, customer, user: FRONT_DESK, interaction }
+}
+
+/// The star-menu click on `customer` of the example shop `shop_id`, by [`FRONT_DESK`].
+pub fn action_invoked(shop_id: &str, customer: &Value, interaction: &str) -> Value {
+    star_menu(&Shop::example(shop_id), customer, interaction).invoked(at(0))
+}
+
+/// The dialog's submission for `customer` of the example shop `shop_id`, by [`FRONT_DESK`].
+pub fn dialog_submitted(shop_id: &str, customer: &Value, interaction: &str, channel: Option<&str>) -> Value {
+    star_menu(&Shop::example(shop_id), customer, interaction).submitted(channel, at(0))
 }
 
 /// Declares each scenario twice: once on SQLite, once on PostgreSQL (skipped, with a note, when

@@ -118,7 +118,7 @@ async fn every_page_is_valid_html5_with_labelled_fields() {
     pages.push(("not found", other.get("/nothing/here").await.body));
     let mut inactive = shop("shop_1", 2);
     inactive["customer_portal_active"] = json!(false);
-    app.deliver(&envelope("shop.updated", "shop_1", 0, json!({"shop": inactive}))).await;
+    app.deliver(&shop_updated("shop_1", inactive)).await;
     pages.push(("not available", other.get("/p/shop_1/login").await.body));
     for (what, html) in &pages {
         check_page(what, html);

@@ -21,17 +21,6 @@ crate::with_each_backend!(
     the_payload_snapshots_update_what_is_stored,
 );
 
-const EMAIL: &str = "jana@example.com";
-const MOBILE: &str = "+61412345678";
-
-fn jana() -> Value {
-    customer("cus_456", Some(EMAIL), Some(MOBILE), 3)
-}
-
-fn code(answer: &Value) -> &str {
-    answer["message"]["code"].as_str().or_else(|| answer["errors"]["channel"]["code"].as_str()).unwrap_or("")
-}
-
 fn text(answer: &Value) -> &str {
     answer["message"]["text"].as_str().or_else(|| answer["errors"]["channel"]["text"].as_str()).unwrap_or("")
 }
@@ -109,7 +98,7 @@ async fn each_reason_not_to_invite_gets_its_code_and_a_text_to_act_on(backend: B
     // Portal not activated: say where to activate it.
     let mut inactive = shop("shop_1", 2);
     inactive["customer_portal_active"] = json!(false);
-    app.deliver(&envelope("shop.updated", "shop_1", 0, json!({"shop": inactive}))).await;
+    app.deliver(&shop_updated("shop_1", inactive)).await;
     let answer = app.invoke("shop_1", &jana()).await;
     assert_eq!(code(&answer), "portal_inactive");
     assert!(text(&answer).contains("Settings > Customer Portal"), "{}", text(&answer));
@@ -117,7 +106,7 @@ async fn each_reason_not_to_invite_gets_its_code_and_a_text_to_act_on(backend: B
     // Below gold.
     let mut silver = shop("shop_1", 3);
     silver["subscription_tier"] = json!("silver");
-    app.deliver(&envelope("shop.updated", "shop_1", 0, json!({"shop": silver}))).await;
+    app.deliver(&shop_updated("shop_1", silver)).await;
     let answer = app.invoke("shop_1", &jana()).await;
     assert_eq!(code(&answer), "subscription_tier_insufficient");
     assert!(text(&answer).contains("Silver") && text(&answer).contains("Gold"));
@@ -130,13 +119,7 @@ async fn each_reason_not_to_invite_gets_its_code_and_a_text_to_act_on(backend: B
     );
 
     // Uninstalled.
-    app.deliver(&envelope(
-        "plugin.uninstalled",
-        "shop_1",
-        60,
-        json!({"uninstalled_by": {"id": "u", "name": "n"}}),
-    ))
-    .await;
+    app.deliver(&uninstalled("shop_1", SOMEONE, 60)).await;
     assert_eq!(code(&app.invoke("shop_1", &jana()).await), "shop_not_installed");
     assert!(stack.smtp.received().is_empty() && stack.sms.calls() == 0);
 }
@@ -236,7 +219,7 @@ async fn field_errors_keep_the_dialog_open_and_send_nothing(backend: Backend) {
         (Some("errors"), "customer_mobile_missing")
     );
     // A submission without values at all.
-    let answer = app.act(&action("dialog.submitted", "shop_1", &jana(), "int_3", None)).await;
+    let answer = app.act(&dialog_submitted("shop_1", &jana(), "int_3", None)).await;
     assert_eq!(code(&answer), "invalid_channel");
     assert_eq!(app.count("SELECT COUNT(*) FROM invitations").await, 0);
     // The same interaction can then be submitted properly.
@@ -248,7 +231,7 @@ async fn field_errors_keep_the_dialog_open_and_send_nothing(backend: Backend) {
 async fn a_second_submission_or_a_replayed_message_sends_nothing(backend: Backend) {
     let stack = Stack::start(backend).await;
     let app = &stack.app;
-    let submission = action("dialog.submitted", "shop_1", &jana(), "int_1", Some("email"));
+    let submission = dialog_submitted("shop_1", &jana(), "int_1", Some("email"));
     let first = app.post_signed("/actions/send-portal-invitation", "msg_submit", &submission).await;
     let first_body = first.bytes().await.unwrap();
     // The host repeats the same message: byte-identical answer.
@@ -320,7 +303,7 @@ async fn the_payload_snapshots_update_what_is_stored(backend: Backend) {
     let answer = app.invoke("shop_1", &stale).await;
     assert_eq!(answer["dialog"]["fields"][0]["options"][0]["label"], "Email to jana@example.com");
     // A newer shop snapshot in the payload (tier dropped) applies before the rules.
-    let mut message = action("action.invoked", "shop_1", &jana(), "int_1", None);
+    let mut message = action_invoked("shop_1", &jana(), "int_1");
     message["data"]["shop"]["subscription_tier"] = json!("bronze");
     message["data"]["shop"]["version"] = json!(5);
     assert_eq!(code(&app.act(&message).await), "subscription_tier_insufficient");

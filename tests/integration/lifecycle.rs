@@ -19,15 +19,6 @@ async fn customer_email(app: &TestApp, id: &str) -> Option<String> {
     rows.first().and_then(|r| r.try_get::<Option<String>>("", "email").unwrap())
 }
 
-fn uninstalled(shop_id: &str, seconds: i64) -> serde_json::Value {
-    envelope(
-        "plugin.uninstalled",
-        shop_id,
-        seconds,
-        json!({"uninstalled_by": {"id": "usr_1", "name": "Owner"}}),
-    )
-}
-
 async fn older_snapshots_are_ignored(app: TestApp) {
     app.deliver(&installed("shop_a", 12)).await;
     app.deliver(&customer_updated("shop_a", "cus_1", 3, "v3@example.com")).await;
@@ -39,12 +30,12 @@ async fn older_snapshots_are_ignored(app: TestApp) {
 
     let mut old_shop = shop("shop_a", 11);
     old_shop["subscription_tier"] = json!("bronze");
-    app.deliver(&envelope("shop.updated", "shop_a", 0, json!({"shop": old_shop}))).await;
+    app.deliver(&shop_updated("shop_a", old_shop)).await;
     assert_eq!(app.count("SELECT version FROM shops WHERE id = 'shop_a'").await, 12);
     let mut new_shop = shop("shop_a", 13);
     new_shop["customer_portal_active"] = json!(false);
     new_shop["name"] = json!("Northside Auto Care");
-    app.deliver(&envelope("shop.updated", "shop_a", 0, json!({"shop": new_shop}))).await;
+    app.deliver(&shop_updated("shop_a", new_shop)).await;
     let rows = app.rows("SELECT name, portal_active FROM shops WHERE id = 'shop_a'").await;
     assert_eq!(rows[0].try_get::<String>("", "name").unwrap(), "Northside Auto Care");
     assert!(!rows[0].try_get::<bool>("", "portal_active").unwrap());
@@ -54,8 +45,7 @@ async fn a_deleted_customer_is_erased_and_stays_deleted(app: TestApp) {
     app.deliver(&installed("shop_a", 1)).await;
     app.deliver(&customer_updated("shop_a", "cus_1", 3, "jana@example.com")).await;
     app.deliver(&customer_updated("shop_a", "cus_2", 1, "other@example.com")).await;
-    app.deliver(&envelope("customer.deleted", "shop_a", 0, json!({"customer_id": "cus_1", "version": 4})))
-        .await;
+    app.deliver(&customer_deleted("shop_a", "cus_1", 4)).await;
 
     let rows = app
         .rows("SELECT first_name, last_name, email, mobile, deleted_at FROM customers WHERE id = 'cus_1'")
@@ -74,8 +64,7 @@ async fn a_deleted_customer_is_erased_and_stays_deleted(app: TestApp) {
     assert_eq!(customer_email(&app, "cus_2").await.as_deref(), Some("other@example.com"));
 
     // A deletion of a customer never seen leaves a tombstone too.
-    app.deliver(&envelope("customer.deleted", "shop_a", 0, json!({"customer_id": "cus_9", "version": 2})))
-        .await;
+    app.deliver(&customer_deleted("shop_a", "cus_9", 2)).await;
     app.deliver(&customer_updated("shop_a", "cus_9", 1, "late@example.com")).await;
     assert_eq!(customer_email(&app, "cus_9").await, None);
 }
@@ -85,7 +74,7 @@ async fn an_uninstalled_shop_is_erased_after_48_hours(app: TestApp) {
     app.deliver(&installed("shop_b", 1)).await;
     app.deliver(&customer_updated("shop_a", "cus_1", 1, "a@example.com")).await;
     app.deliver(&customer_updated("shop_b", "cus_1", 1, "b@example.com")).await;
-    app.deliver(&uninstalled("shop_a", 10)).await;
+    app.deliver(&uninstalled("shop_a", OWNER, 10)).await;
 
     // Uninstalled at once; new personal data is not taken in any more.
     assert_eq!(app.count("SELECT COUNT(*) FROM shops WHERE id = 'shop_a' AND installed = FALSE").await, 1);
@@ -114,7 +103,7 @@ async fn an_uninstalled_shop_is_erased_after_48_hours(app: TestApp) {
 async fn installing_again_within_48_hours_keeps_the_data(app: TestApp) {
     app.deliver(&installed("shop_a", 1)).await;
     app.deliver(&customer_updated("shop_a", "cus_1", 1, "a@example.com")).await;
-    app.deliver(&uninstalled("shop_a", 10)).await;
+    app.deliver(&uninstalled("shop_a", OWNER, 10)).await;
     app.advance(TimeDelta::hours(24));
     let mut again = installed("shop_a", 2);
     again["timestamp"] = json!((start_time() + TimeDelta::hours(24)).to_rfc3339());
@@ -132,7 +121,7 @@ async fn a_late_install_retry_does_not_undo_a_newer_uninstall(app: TestApp) {
     // The install first failed on the host's side and is retried after the uninstall went through.
     let install = installed("shop_a", 1);
     app.deliver(&install).await;
-    app.deliver(&uninstalled("shop_a", 600)).await;
+    app.deliver(&uninstalled("shop_a", OWNER, 600)).await;
     app.deliver(&install).await;
     assert_eq!(
         app.count("SELECT COUNT(*) FROM shops WHERE installed = FALSE AND erase_due_at IS NOT NULL").await,

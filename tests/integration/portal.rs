@@ -22,14 +22,11 @@ crate::on_both_databases!(
 );
 
 async fn wait_for_emails(app: &TestApp, count: usize) -> Vec<(String, String)> {
-    for _ in 0..200 {
+    let enough = poll(200, std::time::Duration::from_millis(50), || {
         let all = emails(app);
-        if all.len() >= count {
-            return all;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("expected {count} emails, got {}", emails(app).len());
+        async move { (all.len() >= count).then_some(all) }
+    });
+    enough.await.unwrap_or_else(|| panic!("expected {count} emails, got {}", emails(app).len()))
 }
 
 async fn opening_the_set_up_link_shows_the_form_and_uses_nothing(app: TestApp) {
@@ -243,7 +240,7 @@ async fn the_portal_of_a_shop_that_stopped_serving_it_says_whom_to_contact(app: 
     let mut web = set_up(&app, &link).await;
     let mut inactive = shop("shop_1", 2);
     inactive["customer_portal_active"] = json!(false);
-    app.deliver(&envelope("shop.updated", "shop_1", 0, json!({"shop": inactive}))).await;
+    app.deliver(&shop_updated("shop_1", inactive)).await;
     for path in ["/p/shop_1", "/p/shop_1/login", "/p/shop_1/forgot"] {
         let page = web.get(path).await;
         assert_eq!(page.status, 503, "{path}");
@@ -253,15 +250,9 @@ async fn the_portal_of_a_shop_that_stopped_serving_it_says_whom_to_contact(app: 
     }
     let mut gold = shop("shop_1", 3);
     gold["subscription_tier"] = json!("platinum");
-    app.deliver(&envelope("shop.updated", "shop_1", 0, json!({"shop": gold}))).await;
+    app.deliver(&shop_updated("shop_1", gold)).await;
     assert_eq!(web.get("/p/shop_1").await.status, 200);
-    app.deliver(&envelope(
-        "plugin.uninstalled",
-        "shop_1",
-        60,
-        json!({"uninstalled_by": {"id": "u", "name": "n"}}),
-    ))
-    .await;
+    app.deliver(&uninstalled("shop_1", SOMEONE, 60)).await;
     assert_eq!(web.get("/p/shop_1").await.status, 503);
     assert_eq!(Web::new(&app).get("/p/shop_1/login").await.status, 503);
 }

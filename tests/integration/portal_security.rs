@@ -2,7 +2,6 @@
 //! leaked tokens, floods, and what erasure must end.
 
 use chrono::TimeDelta;
-use serde_json::json;
 
 use crate::{helpers::*, web::*};
 
@@ -207,15 +206,11 @@ async fn tokens_and_session_ids_appear_in_no_log_line_and_no_column(app: TestApp
     web.post(&link, &[("csrf", &csrf), ("password", PASSWORD), ("confirmation", PASSWORD)]).await;
     let session = web.cookies["portal_session"].clone();
     web.submit("/p/shop_1/forgot", &[("email", EMAIL)]).await;
-    let mut reset_token = None;
-    for _ in 0..100 {
-        if let Some(link) = emails(&app).iter().find_map(|(_, text)| link_in(text, "/p/shop_1/reset/")) {
-            reset_token = Some(link.rsplit('/').next().unwrap().to_owned());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let reset_token = reset_token.expect("a reset email");
+    let reset_token = poll(100, std::time::Duration::from_millis(50), || {
+        let link = emails(&app).iter().find_map(|(_, text)| link_in(text, "/p/shop_1/reset/"));
+        async move { link.map(|link| link.rsplit('/').next().unwrap().to_owned()) }
+    });
+    let reset_token = reset_token.await.expect("a reset email");
     let secrets = [setup_token.as_str(), reset_token.as_str(), session.as_str(), PASSWORD];
 
     let logs = app.logs.text();
@@ -250,8 +245,7 @@ async fn tokens_and_session_ids_appear_in_no_log_line_and_no_column(app: TestApp
 async fn deleting_the_customer_ends_their_sessions_and_removes_their_password(app: TestApp) {
     let link = invite(&app, "shop_1", "cus_1", EMAIL).await;
     let mut web = set_up(&app, &link).await;
-    app.deliver(&envelope("customer.deleted", "shop_1", 0, json!({"customer_id": "cus_1", "version": 9})))
-        .await;
+    app.deliver(&customer_deleted("shop_1", "cus_1", 9)).await;
     assert_eq!(web.get("/p/shop_1").await.status, 303);
     for table in ["sessions", "portal_accounts", "tokens"] {
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {table}")).await, 0, "{table}");
@@ -312,14 +306,11 @@ async fn production_cookies_are_host_prefixed_secure_httponly_and_lax_with_hsts(
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
-    let session = done
-        .set_cookies()
-        .into_iter()
-        .find(|c| c.starts_with("__Host-portal_session="))
-        .expect("a session cookie");
-    for attribute in ["; Secure", "; HttpOnly", "; SameSite=Lax", "; Path=/"] {
-        assert!(session.contains(attribute), "{attribute} missing from {session}");
-    }
+    let session = cookie_with(
+        done.set_cookies(),
+        "__Host-portal_session=",
+        &["; Secure", "; HttpOnly", "; SameSite=Lax", "; Path=/"],
+    );
     assert!(!session.to_lowercase().contains("domain="), "__Host- cookies have no Domain");
     // A POST whose Origin is the local address, not the public one, is refused.
     let other = web.post_with("/p/shop_1/logout", &[("csrf", "x")], &[("origin", &app.url)]).await;

@@ -5,7 +5,6 @@
 //! On SQLite the single writer serialises them anyway; PostgreSQL commits them side by side.
 
 use chrono::TimeDelta;
-use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -15,14 +14,6 @@ crate::with_each_backend!(
 );
 
 const ROUNDS: usize = 30;
-
-fn code(answer: &Value) -> String {
-    answer["message"]["code"]
-        .as_str()
-        .or_else(|| answer["errors"]["channel"]["code"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
 
 /// Seconds from the tests' start time to the service's now, for event timestamps that order after
 /// everything sent before.
@@ -40,7 +31,7 @@ async fn a_customer_deleted_while_being_invited_is_left_with_nothing(backend: Ba
         // Known before the race, as a customer usually is: the dialog's snapshot is no newer.
         app.deliver(&customer_updated("shop_1", &id, 1, &email)).await;
         let profile = customer(&id, Some(&email), None, 1);
-        let deletion = envelope("customer.deleted", "shop_1", 0, json!({"customer_id": id, "version": 2}));
+        let deletion = customer_deleted("shop_1", &id, 2);
         let (interaction, message_id) = (format!("int_{round}"), format!("msg_delete_{round}"));
         let (answer, deleted) = tokio::join!(
             app.submit("shop_1", &profile, &interaction, "email"),
@@ -56,7 +47,7 @@ async fn a_customer_deleted_while_being_invited_is_left_with_nothing(backend: Ba
             }
         }
         let emailed = stack.smtp.received().iter().filter(|m| m.to.contains(&email)).count();
-        let invited = ["invitation_sent", "invitation_queued"].contains(&answer.as_str());
+        let invited = ["invitation_sent", "invitation_queued"].contains(&answer);
         // Deletion first: nothing issued, nothing sent. Invitation first: answered, then erased.
         if deleted != 204 || !left.is_empty() || (!invited && emailed > 0) {
             broken.push(format!(
@@ -83,22 +74,12 @@ async fn an_erasure_racing_a_reinstall_erases_everything_or_nothing(backend: Bac
             app.deliver(&customer_updated(&shop_id, &format!("cus_{n}"), 1, &format!("c{n}@example.com")))
                 .await;
         }
-        app.deliver(&envelope(
-            "plugin.uninstalled",
-            &shop_id,
-            seconds_now(&app),
-            json!({"uninstalled_by": {"id": "usr_1", "name": "Owner"}}),
-        ))
-        .await;
+        app.deliver(&uninstalled(&shop_id, OWNER, seconds_now(&app))).await;
         app.advance(TimeDelta::hours(49));
         // The same snapshot as before: a re-install does not bring the shop's contact details back,
         // so whether they are still there tells whether the erasure ran.
-        let reinstall = envelope(
-            "plugin.installed",
-            &shop_id,
-            seconds_now(&app),
-            json!({"shop": shop(&shop_id, 1), "installed_by": {"id": "usr_1", "name": "Owner"}}),
-        );
+        let reinstall =
+            host_messages::plugin_installed(&Shop::example(&shop_id), 1, OWNER, at(seconds_now(&app)));
         let message_id = format!("msg_reinstall_{round}");
         let ((), status) = tokio::join!(
             portal_invites::maintenance::run_once(app.state()),

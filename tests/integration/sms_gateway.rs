@@ -18,6 +18,8 @@ use poem::{
 };
 use serde::Deserialize;
 
+use crate::helpers::poll;
+
 pub const SID: &str = "AC_test_account";
 pub const TOKEN: &str = "test-auth-token";
 pub const FROM: &str = "+15005550006";
@@ -170,13 +172,10 @@ impl FakeGateway {
 
     /// Waits (up to 10 s) until `count` SMS were accepted.
     pub async fn wait_for(&self, count: usize) -> Vec<Sms> {
-        for _ in 0..200 {
+        let enough = poll(200, Duration::from_millis(50), || {
             let accepted = self.accepted();
-            if accepted.len() >= count {
-                return accepted;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {count} SMS, got {}", self.accepted().len());
+            async move { (accepted.len() >= count).then_some(accepted) }
+        });
+        enough.await.unwrap_or_else(|| panic!("expected {count} SMS, got {}", self.accepted().len()))
     }
 }

@@ -183,8 +183,6 @@ pub fn form(fields: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish()
 }
 
-/// The customer in these tests.
-pub const EMAIL: &str = "jana@example.com";
 /// A password that meets the rules.
 pub const PASSWORD: &str = "blue tractor seven";
 

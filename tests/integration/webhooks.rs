@@ -156,13 +156,7 @@ async fn a_replayed_webhook_id_gets_the_same_answer_and_is_not_applied_again(app
     let install = installed("shop_a", 1);
     let first = app.post_signed("/webhooks", "msg_install", &install).await;
     let first = (first.status(), first.bytes().await.unwrap());
-    app.deliver(&envelope(
-        "plugin.uninstalled",
-        "shop_a",
-        60,
-        json!({"uninstalled_by": {"id": "u", "name": "n"}}),
-    ))
-    .await;
+    app.deliver(&uninstalled("shop_a", SOMEONE, 60)).await;
 
     // The host retries the install an hour later, re-signed with a new timestamp.
     app.advance(TimeDelta::hours(1));
@@ -292,7 +286,7 @@ async fn a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it(app: 
     app.deliver(&installed("shop_a", 1)).await;
     // Versions arrive out of order, all at once (on SQLite they share a transaction), mixed with
     // events for a shop that never installed, and one message sent twice.
-    let mut versions: Vec<u64> = (1..=40).collect();
+    let mut versions: Vec<i64> = (1..=40).collect();
     versions.reverse();
     versions.swap(3, 30);
     let updates = versions.iter().map(|v| {
