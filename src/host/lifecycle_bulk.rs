@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 
 use super::{
-    dedupe::StoredAnswer,
     events::LifecycleEvent,
     lifecycle_writer::{Outcome, PendingEvent},
     problem::HostError,
@@ -21,6 +20,7 @@ use super::{
 use crate::{
     clock::to_millis,
     entities::{customer, shop, webhook_message},
+    inbox::StoredAnswer,
     invitations,
     shops::{Applied, records, snapshot::CustomerSnapshot},
 };

@@ -16,14 +16,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    dedupe::{self, Claim, MessageInfo, StoredAnswer},
     events::{LifecycleEvent, LifecycleEventType},
     problem::HostError,
-    webhooks::ENDPOINT,
 };
 use crate::{
     db::Database,
     domain::{ShopId, WebhookId},
+    inbox::{self as dedupe, Claim, Endpoint::Lifecycle as ENDPOINT, MessageInfo, StoredAnswer},
     shops::{self, Applied, ApplyError},
 };
 

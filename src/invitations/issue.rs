@@ -7,12 +7,12 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
-use super::{Channel, InvitationStatus};
+use super::state::{self, InvitationStatus};
 use crate::{
     clock::to_millis,
-    delivery::outbox::{self, FirstAttempt, Link, MessageKind, NewMessage},
-    domain::EmailAddress,
+    domain::{Channel, EmailAddress},
     entities::{invitation, outbox_message, portal_account},
+    outbox::{self, FirstAttempt, Link, MessageKind, NewMessage},
     sealing::Sealer,
     tokens::{self, NewToken, Purpose, RawToken},
 };
@@ -77,9 +77,7 @@ pub async fn issue_invitation<C: ConnectionTrait>(
         sent_at: None,
         failed_at: None,
     };
-    invitation::Entity::insert(invitation::ActiveModel::from(invitation.clone()))
-        .exec_without_returning(conn)
-        .await?;
+    state::issued(conn, &invitation).await?;
 
     let ttl = TimeDelta::from_std(request.ttl).unwrap_or(TimeDelta::days(7));
     let expires_at = now + ttl;
