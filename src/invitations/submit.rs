@@ -10,7 +10,7 @@
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, SqlErr};
+use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter};
 
 use super::{
     InvitationStatus,
@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     clock::{Clock, from_millis},
-    db::Database,
+    db::{Database, lost_a_race},
     domain::{Channel, CustomerId, InteractionId, ShopId},
     entities::{customer, shop, token},
     inbox::StoredAnswer,
@@ -161,10 +161,7 @@ enum Stop {
 
 impl From<DbErr> for Stop {
     fn from(e: DbErr) -> Self {
-        match e.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Raced,
-            _ => Self::Failed(SubmitError::Db(e)),
-        }
+        if lost_a_race(&e) { Self::Raced } else { Self::Failed(SubmitError::Db(e)) }
     }
 }
 
@@ -190,11 +187,11 @@ async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submis
                     Opened::Answered(answer) => return Ok(Step::Answer(answer)),
                     Opened::InProgress => return Err(Stop::WaitForInteraction),
                 };
-                let (shop_id, interaction_id) =
-                    (submission.shop_id.as_str(), submission.interaction_id.as_str());
+                let (shop_id, interaction_id) = (&submission.shop_id, submission.interaction_id.as_str());
 
                 // A resubmission of an interaction that already issued an invitation: its outcome.
-                if let Some(existing) = state::invitation_of_interaction(txn, shop_id, interaction_id).await?
+                if let Some(existing) =
+                    state::invitation_of_interaction(txn, shop_id.as_str(), interaction_id).await?
                 {
                     return match existing.answer {
                         Some(body) => {
@@ -230,7 +227,7 @@ async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submis
                     txn,
                     IssueRequest {
                         shop_id,
-                        customer_id: submission.customer_id.as_str(),
+                        customer_id: &submission.customer_id,
                         email: &eligible.email,
                         channel,
                         recipient: &address,

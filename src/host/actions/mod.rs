@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object, OpenApi};
-use sea_orm::{DatabaseTransaction, DbErr, SqlErr};
+use sea_orm::{DatabaseTransaction, DbErr};
 use serde::Deserialize;
 
 use super::{
@@ -28,6 +28,7 @@ use super::{
     webhooks::Tags,
 };
 use crate::{
+    db::lost_a_race,
     domain::{InteractionId, ShopId, WebhookId},
     inbox::{self, Endpoint, MessageInfo, StoredAnswer},
     invitations::submit::{ANSWER_WAIT, Opened},
@@ -238,10 +239,7 @@ enum Clicked {
 
 impl From<DbErr> for Clicked {
     fn from(e: DbErr) -> Self {
-        match e.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Raced,
-            _ => Self::Failed(HostError::from(e)),
-        }
+        if lost_a_race(&e) { Self::Raced } else { Self::Failed(HostError::from(e)) }
     }
 }
 
