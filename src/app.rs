@@ -26,9 +26,9 @@ use crate::{
     clock::Clock,
     config::{SettingError, Settings},
     db::{Database, keys},
-    delivery::{Delivery, worker},
+    delivery::{Delivery, Senders, worker},
     health::HealthApi,
-    host::{actions::ActionsApi, intake::IntakeKeys, webhooks::WebhooksApi},
+    host::{HostContext, actions::ActionsApi, intake::IntakeKeys, webhooks::WebhooksApi},
     maintenance,
     manifest::{self, Manifest},
     portal::{self, hasher::Hasher, headers::SecurityHeaders},
@@ -60,7 +60,7 @@ pub struct AppState {
     /// Commits lifecycle events (in batches on SQLite).
     pub lifecycle: Arc<crate::host::lifecycle_writer::LifecycleWriter>,
     /// Lifecycle messages answered lately, to answer the host's retries from memory.
-    pub recent_answers: Arc<crate::host::dedupe::RecentlyAnswered>,
+    pub recent_answers: Arc<crate::inbox::RecentlyAnswered>,
     /// Set when shutdown starts: `/readyz` answers `503` from then on.
     pub shutting_down: Arc<AtomicBool>,
 }
@@ -71,7 +71,7 @@ pub struct ServiceKeys {
     /// Signs cookies and form tokens of the customer pages.
     pub cookies: keys::ServiceKey,
     /// Seals the links of unfinished outbox messages.
-    pub outbox: Sealer,
+    pub outbox: Arc<Sealer>,
     /// Names the login and reset throttle counters (derived from the cookie key).
     pub throttle: portal::throttle::Keys,
 }
@@ -138,7 +138,15 @@ impl App {
         let secrets: Arc<[_]> = settings.require_webhook_secrets()?.to_vec().into();
         // reqwest is built without a default TLS provider; ring is the one used everywhere here.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let delivery = Arc::new(Delivery::new(&settings).map_err(StartError::Delivery)?);
+        // The senders and every template are checked before anything else starts: the message
+        // templates by delivery, the page templates (from the same folder) here, for the portal.
+        let senders = Senders::new(&settings)
+            .and_then(|senders| {
+                portal::pages::check_templates(senders.templates())
+                    .map(|()| senders)
+                    .map_err(|e| format!("PORTAL_TEMPLATES_DIR: {e}"))
+            })
+            .map_err(StartError::Delivery)?;
         let hasher = Arc::new(Hasher::new(settings.portal.hashing_limit));
         let db_error = |cause: sea_orm::DbErr| StartError::Database {
             url: settings.database_url.to_string(),
@@ -148,8 +156,25 @@ impl App {
         db.migrate().await.map_err(db_error)?;
         let cookies = keys::load_or_create(&db, "cookies", clock.now()).await.map_err(db_error)?;
         let outbox = keys::load_or_create(&db, "outbox", clock.now()).await.map_err(db_error)?;
-        let outbox = Sealer::new(outbox.bytes())
-            .map_err(|cause| StartError::Database { url: settings.database_url.to_string(), cause })?;
+        let outbox = Arc::new(
+            Sealer::new(outbox.bytes())
+                .map_err(|cause| StartError::Database { url: settings.database_url.to_string(), cause })?,
+        );
+        let delivery = Arc::new(Delivery::new(senders, &settings, db.clone(), clock.clone(), outbox.clone()));
+        let lifecycle = Arc::new(crate::host::lifecycle_writer::LifecycleWriter::start(db.clone()));
+        let recent_answers = Arc::new(crate::inbox::RecentlyAnswered::new(100_000));
+        let shops: Arc<crate::shops::cache::ShopCache> = Arc::default();
+        let host = HostContext {
+            db: db.clone(),
+            clock: clock.clone(),
+            public_url: settings.public_url.clone(),
+            invitation_ttl: settings.invitation_ttl,
+            shops: shops.clone(),
+            lifecycle: lifecycle.clone(),
+            recent_answers: recent_answers.clone(),
+            courier: delivery.clone(),
+            sealer: outbox.clone(),
+        };
 
         let local_addr = acceptor
             .local_addr()
@@ -165,14 +190,14 @@ impl App {
                 cookies,
                 outbox,
             }),
-            delivery,
+            delivery: delivery.clone(),
             hasher,
-            shops: Arc::default(),
-            lifecycle: Arc::new(crate::host::lifecycle_writer::LifecycleWriter::start(db.clone())),
-            recent_answers: Arc::new(crate::host::dedupe::RecentlyAnswered::new(100_000)),
+            shops,
+            lifecycle,
+            recent_answers,
             shutting_down: Arc::default(),
         };
-        let routes = routes(&state, IntakeKeys { secrets, clock });
+        let routes = routes(&state, host, IntakeKeys { secrets, clock });
 
         let (stop_background, stopped) = watch::channel(false);
         let (stop_server, mut server_stopped) = watch::channel(false);
@@ -189,7 +214,7 @@ impl App {
         });
         let background = vec![
             tokio::spawn(maintenance::run(state.clone(), stopped.clone())),
-            tokio::spawn(worker::run(state.clone(), stopped)),
+            tokio::spawn(worker::run(delivery, stopped)),
         ];
         tracing::info!(%local_addr, public_url = %state.settings.public_url, database = %state.settings.database_url, "portal-invites is serving");
         tracing::info!("{}", state.delivery.mailer.describe());
@@ -257,9 +282,10 @@ impl App {
         // began in the last moments), so the next instance sends those messages at once. Bounded: an
         // unreachable database must not hold the exit.
         let owner = self.state.delivery.instance.clone();
-        let release = self.state.db.write(move |txn| {
-            Box::pin(async move { crate::delivery::outbox::release_leases(txn, &owner).await })
-        });
+        let release = self
+            .state
+            .db
+            .write(move |txn| Box::pin(async move { crate::outbox::release_leases(txn, &owner).await }));
         match tokio::time::timeout(LEAST_REQUEST_GRACE, release).await {
             Ok(Ok(0)) => {}
             Ok(Ok(released)) => tracing::info!(released, "leases of unfinished sends given back"),
@@ -280,12 +306,12 @@ impl App {
 }
 
 /// Every route of the service.
-fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static {
+fn routes(state: &AppState, host: HostContext, intake: IntakeKeys) -> impl poem::Endpoint + 'static {
     let public_url = state.settings.public_url.as_str().trim_end_matches('/').to_owned();
     let api = OpenApiService::new(
         (
-            WebhooksApi { state: state.clone() },
-            ActionsApi { state: state.clone() },
+            WebhooksApi { ctx: host.clone() },
+            ActionsApi { ctx: host },
             HealthApi { db: state.db.clone(), shutting_down: state.shutting_down.clone() },
         ),
         "portal-invites",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::{app::AppState, host::dedupe, shops::records};
+use crate::{app::AppState, inbox, shops::records};
 
 /// How often the housekeeping runs on the wall clock (a manual clock also wakes it when moved).
 pub const INTERVAL: Duration = Duration::from_secs(60);
@@ -40,7 +40,7 @@ pub async fn run_once(state: &AppState) {
     }
 
     let purged =
-        state.db.write(move |txn| Box::pin(async move { dedupe::purge_old_answers(txn, now).await })).await;
+        state.db.write(move |txn| Box::pin(async move { inbox::purge_old_answers(txn, now).await })).await;
     match purged {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, "forgot webhook answers older than the retention"),

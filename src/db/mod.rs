@@ -205,3 +205,9 @@ impl Database {
         }
     }
 }
+
+/// Whether a transaction failed because another one inserted the same unique key first (two
+/// requests racing to issue the same thing): the loser may look again and find the winner's row.
+pub fn lost_a_race(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}

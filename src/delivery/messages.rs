@@ -1,14 +1,10 @@
 //! What the messages say: the template contexts, and rendering them into an email or an SMS. Dates
-//! are shown in the shop's time zone, with the zone named.
+//! are shown in the shop's time zone, with the zone named ([`crate::domain::TimeZone::describe`]).
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::email::Email;
-use crate::{
-    domain::TimeZone,
-    templates::{TemplateError, Templates},
-};
+use crate::templates::{TemplateError, Templates};
 
 /// The invitation email's templates.
 pub const INVITATION_EMAIL: [&str; 3] =
@@ -188,12 +184,6 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A moment as the shop reads it: "Monday 30 November 2026 at 8:15 PM AEST (Australia/Brisbane)".
-pub fn shop_time(at: DateTime<Utc>, zone: TimeZone) -> String {
-    let local = at.with_timezone(&zone.tz());
-    format!("{} ({})", local.format("%A %-d %B %Y at %-I:%M %p %Z"), zone.name())
-}
-
 /// The GSM-7 basic character set: an SMS of these characters fits 160 per segment.
 const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 /// Characters of the GSM-7 extension table: they count twice.
@@ -215,15 +205,6 @@ pub fn sms_segments(text: &str) -> (bool, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadlines_are_shown_in_the_shops_zone_with_the_zone_named() {
-        let at = DateTime::parse_from_rfc3339("2026-11-30T10:15:00Z").unwrap().to_utc();
-        let brisbane = TimeZone::parse("Australia/Brisbane").unwrap();
-        assert_eq!(shop_time(at, brisbane), "Monday 30 November 2026 at 8:15 PM AEST (Australia/Brisbane)");
-        let berlin = TimeZone::parse("Europe/Berlin").unwrap();
-        assert_eq!(shop_time(at, berlin), "Monday 30 November 2026 at 11:15 AM CET (Europe/Berlin)");
-    }
 
     #[test]
     fn sms_segments_are_counted_by_encoding() {

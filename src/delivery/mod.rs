@@ -1,22 +1,28 @@
-//! Getting messages to customers: the outbox (claiming, retries), email through lettre, SMS through a
-//! Twilio-compatible API, rendering from templates, and the background worker.
+//! Sending: email through lettre, SMS through a Twilio-compatible API, rendering from templates, one
+//! attempt at an outbox message, the first attempt of a star-menu invitation
+//! ([`first_attempt`]), and the background worker. The queue itself is [`crate::outbox`]; what an
+//! attempt means for an invitation is [`crate::invitations::state`].
 
 pub mod email;
 pub mod files;
+pub mod first_attempt;
 pub mod messages;
-pub mod outbox;
 pub mod redact;
+pub mod reset;
 pub mod send;
 pub mod sms;
 pub mod worker;
 
-use std::time::Duration;
+/// Where the portal finds the queue until it names [`crate::outbox`] (remove when the portal moves).
+pub use crate::outbox;
+
+use std::{sync::Arc, time::Duration};
 
 use chrono::TimeDelta;
 use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
-use crate::{config::Settings, templates::Templates};
+use crate::{clock::Clock, config::Settings, db::Database, sealing::Sealer, templates::Templates};
 
 /// A rendered message.
 pub enum Composed {
@@ -24,23 +30,58 @@ pub enum Composed {
     Email(Box<email::Email>),
     /// An SMS.
     Sms {
-        /// The number.
+        /// The number in E.164 form.
         to: String,
         /// The text.
         body: String,
     },
 }
 
-/// Everything needed to send messages.
+/// The mail server, the SMS gateway and the templates, built (and checked) from the settings before
+/// anything else starts, so a broken override or an unusable SMTP URL stops the start at once.
+pub struct Senders {
+    mailer: email::Mailer,
+    sms: sms::SmsGateway,
+    templates: Templates,
+    send_timeout: Duration,
+}
+
+impl Senders {
+    /// Builds the senders and checks the message templates. The portal's page templates, loaded
+    /// from the same folder, are the app's to check ([`Senders::templates`]).
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        let templates = Templates::load(settings.templates_dir.as_deref())
+            .and_then(|t| messages::check_templates(&t).map(|()| t))
+            .map_err(|e| format!("PORTAL_TEMPLATES_DIR: {e}"))?;
+        let send_timeout = settings.send_timeout;
+        Ok(Self {
+            mailer: email::Mailer::new(&settings.mail, settings.outbox_dir.clone(), send_timeout)?,
+            sms: sms::SmsGateway::new(settings.twilio.as_ref(), settings.outbox_dir.clone(), send_timeout)?,
+            templates,
+            send_timeout,
+        })
+    }
+
+    /// Message and page templates.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+}
+
+/// Everything sending needs: its own context, built by the app.
 pub struct Delivery {
-    /// Email.
-    pub mailer: email::Mailer,
-    /// SMS.
-    pub sms: sms::SmsGateway,
+    pub db: Database,
+    pub clock: Clock,
+    /// The service's public base URL, for the links in messages.
+    pub public_url: url::Url,
     /// Message (and page) templates.
     pub templates: Templates,
-    /// Wakes the worker when a message was queued without a first attempt.
-    pub wake: Notify,
+    pub mailer: email::Mailer,
+    pub sms: sms::SmsGateway,
+    /// Seals and opens the links kept in unfinished outbox rows.
+    pub sealer: Arc<Sealer>,
+    /// How long a reset link works (`PORTAL_RESET_TTL`).
+    pub reset_ttl: Duration,
     /// This instance's name in outbox leases.
     pub instance: String,
     /// The deadline on one whole exchange with a mail server or gateway (`PORTAL_SEND_TIMEOUT`).
@@ -49,33 +90,41 @@ pub struct Delivery {
     pub lease: TimeDelta,
     /// Attempts under way, so that a shutdown can let them finish (within its grace period).
     pub in_flight: TaskTracker,
+    /// Wakes the worker when a message was queued without a first attempt.
+    pub wake: Notify,
 }
 
 impl Delivery {
-    /// Whether messages are written to files (no SMTP server or no SMS gateway configured).
-    pub fn writes_files(&self) -> bool {
-        matches!(self.mailer, email::Mailer::Files { .. })
-            || matches!(self.sms, sms::SmsGateway::Files { .. })
-    }
-
-    /// Builds the senders from the settings and checks the templates, so a broken override or an
-    /// unusable SMTP URL stops the start instead of the first send.
-    pub fn new(settings: &Settings) -> Result<Self, String> {
-        let templates = Templates::load(settings.templates_dir.as_deref())
-            .and_then(|t| messages::check_templates(&t).map(|()| t))
-            .and_then(|t| crate::portal::pages::check_templates(&t).map(|()| t))
-            .map_err(|e| format!("PORTAL_TEMPLATES_DIR: {e}"))?;
-        let send_timeout = settings.send_timeout;
-        Ok(Self {
-            mailer: email::Mailer::new(&settings.mail, settings.outbox_dir.clone(), send_timeout)?,
-            sms: sms::SmsGateway::new(settings.twilio.as_ref(), settings.outbox_dir.clone(), send_timeout)?,
+    /// The context for sending, from checked senders and the service's shared parts.
+    pub fn new(
+        senders: Senders,
+        settings: &Settings,
+        db: Database,
+        clock: Clock,
+        sealer: Arc<Sealer>,
+    ) -> Self {
+        let Senders { mailer, sms, templates, send_timeout } = senders;
+        Self {
+            db,
+            clock,
+            public_url: settings.public_url.clone(),
             templates,
-            wake: Notify::new(),
+            mailer,
+            sms,
+            sealer,
+            reset_ttl: settings.portal.reset_ttl,
             instance: crate::random::id("worker"),
             send_timeout,
             lease: outbox::lease_for(send_timeout),
             in_flight: TaskTracker::new(),
-        })
+            wake: Notify::new(),
+        }
+    }
+
+    /// Whether messages are written to files (no SMTP server or no SMS gateway configured).
+    pub fn writes_files(&self) -> bool {
+        matches!(self.mailer, email::Mailer::Files { .. })
+            || matches!(self.sms, sms::SmsGateway::Files { .. })
     }
 }
 

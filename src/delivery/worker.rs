@@ -3,12 +3,12 @@
 //! Once a stop is asked for, it claims nothing more; the attempts under way are tracked in
 //! [`super::Delivery::in_flight`], for the shutdown to wait on.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
-use super::{outbox, send};
-use crate::app::AppState;
+use super::{Delivery, send};
+use crate::outbox;
 
 /// How often an idle worker looks for due messages (other instances may have queued some).
 pub const POLL: Duration = Duration::from_secs(1);
@@ -16,16 +16,16 @@ pub const POLL: Duration = Duration::from_secs(1);
 const BATCH: u64 = 16;
 
 /// Runs until `stop` changes.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let mut clock_moved = state.clock.watch();
+pub async fn run(delivery: Arc<Delivery>, mut stop: watch::Receiver<bool>) {
+    let mut clock_moved = delivery.clock.watch();
     loop {
         if *stop.borrow() {
             return;
         }
-        drain(&state, &stop).await;
+        drain(&delivery, &stop).await;
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = state.delivery.wake.notified() => {}
+            _ = delivery.wake.notified() => {}
             _ = clock_moved.moved() => {}
             _ = stop.changed() => return,
         }
@@ -33,13 +33,13 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Attempts every message that is due now, unless a stop is asked for meanwhile.
-pub async fn drain(state: &AppState, stop: &watch::Receiver<bool>) {
+pub async fn drain(delivery: &Arc<Delivery>, stop: &watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             return;
         }
-        let now = state.clock.now();
-        match outbox::any_due(&state.db, now).await {
+        let now = delivery.clock.now();
+        match outbox::any_due(&delivery.db, now).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -47,8 +47,8 @@ pub async fn drain(state: &AppState, stop: &watch::Receiver<bool>) {
                 return;
             }
         }
-        let (instance, lease) = (&state.delivery.instance, state.delivery.lease);
-        let claimed = match outbox::claim_due(&state.db, instance, BATCH, lease, now).await {
+        let (instance, lease) = (&delivery.instance, delivery.lease);
+        let claimed = match outbox::claim_due(&delivery.db, instance, BATCH, lease, now).await {
             Ok(rows) if rows.is_empty() => return,
             Ok(rows) => rows,
             Err(e) => {
@@ -59,12 +59,11 @@ pub async fn drain(state: &AppState, stop: &watch::Receiver<bool>) {
         let attempts: Vec<_> = claimed
             .into_iter()
             .map(|message| {
-                let state = state.clone();
-                state
-                    .delivery
+                let delivery = delivery.clone();
+                delivery
                     .in_flight
                     .clone()
-                    .spawn(async move { send::attempt(&state, &message, None).await })
+                    .spawn(async move { send::attempt(&delivery, &message, None).await })
             })
             .collect();
         // A panic in one attempt is that attempt's alone: its lease runs out and it is tried again.

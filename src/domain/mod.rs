@@ -1,5 +1,6 @@
 //! Values the service reasons about, each parsed once where it enters (parse, don't validate).
 
+pub mod channel;
 pub mod contact;
 #[cfg(test)]
 pub mod hostile;
@@ -7,6 +8,7 @@ pub mod ids;
 pub mod raw_token;
 pub mod shop;
 
+pub use channel::Channel;
 pub use contact::{E164Number, EmailAddress, InvalidContact, Text};
 pub use ids::{CustomerId, InteractionId, InvalidId, ShopId, WebhookId};
 pub use raw_token::RawToken;

@@ -2,6 +2,8 @@
 
 use std::{fmt, str::FromStr};
 
+use chrono::{DateTime, Utc};
+
 /// The host's subscription tiers, in ascending order (contract §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SubscriptionTier {
@@ -84,6 +86,17 @@ impl TimeZone {
     pub fn name(self) -> &'static str {
         self.0.name()
     }
+
+    /// A moment as the shop reads it: "Monday 30 November 2026 at 8:15 PM AEST (Australia/Brisbane)".
+    pub fn describe(self, at: DateTime<Utc>) -> String {
+        let local = at.with_timezone(&self.0);
+        format!("{} ({})", local.format("%A %-d %B %Y at %-I:%M %p %Z"), self.name())
+    }
+
+    /// The shop's stored zone, or UTC when it cannot be read (a row older than the checks).
+    pub fn or_utc(stored: &str) -> Self {
+        Self::parse(stored).unwrap_or(Self(chrono_tz::UTC))
+    }
 }
 
 /// A BCP 47 language tag such as `en-AU`, kept for the `lang` of pages and the language of messages.
@@ -122,6 +135,16 @@ mod tests {
     use super::*;
     use crate::domain::hostile;
     use proptest::prelude::*;
+
+    #[test]
+    fn deadlines_are_shown_in_the_shops_zone_with_the_zone_named() {
+        let at = DateTime::parse_from_rfc3339("2026-11-30T10:15:00Z").unwrap().to_utc();
+        let brisbane = TimeZone::parse("Australia/Brisbane").unwrap();
+        assert_eq!(brisbane.describe(at), "Monday 30 November 2026 at 8:15 PM AEST (Australia/Brisbane)");
+        let berlin = TimeZone::parse("Europe/Berlin").unwrap();
+        assert_eq!(berlin.describe(at), "Monday 30 November 2026 at 11:15 AM CET (Europe/Berlin)");
+        assert_eq!(TimeZone::or_utc("Mars/Olympus_Mons").name(), "UTC");
+    }
 
     #[test]
     fn tiers_are_ordered_and_only_gold_and_above_include_the_portal() {

@@ -12,14 +12,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 
 use super::{
-    dedupe::StoredAnswer,
     lifecycle_writer::{Outcome, PendingEvent},
     problem::HostError,
-    webhooks::ENDPOINT,
 };
 use crate::{
     clock::to_millis,
     entities::{customer, shop, webhook_message},
+    inbox::{Endpoint, StoredAnswer},
     invitations,
     shops::{Applied, ShopEvent, records, snapshot::CustomerSnapshot},
 };
@@ -103,7 +102,7 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
             let (pending, snapshot) = updates[i];
             webhook_message::ActiveModel {
                 id: Set(pending.id.as_str().to_owned()),
-                endpoint: Set(ENDPOINT.to_owned()),
+                endpoint: Set(Endpoint::Lifecycle.as_str().to_owned()),
                 event_type: Set(pending.kind.name().to_owned()),
                 shop_id: Set(Some(pending.shop_id.as_str().to_owned())),
                 customer_id: Set(Some(snapshot.id.as_str().to_owned())),

@@ -15,15 +15,11 @@
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    dedupe::{self, Claim, MessageInfo, StoredAnswer},
-    events::LifecycleEventType,
-    problem::HostError,
-    webhooks::ENDPOINT,
-};
+use super::{events::LifecycleEventType, problem::HostError};
 use crate::{
     db::Database,
     domain::{ShopId, WebhookId},
+    inbox::{self, Claim, Endpoint, MessageInfo, StoredAnswer},
     shops::{self, Applied, ApplyError, ShopEvent},
 };
 
@@ -57,7 +53,7 @@ pub async fn apply<C: sea_orm::ConnectionTrait>(
 ) -> Result<Outcome, HostError> {
     let info = MessageInfo {
         id: &pending.id,
-        endpoint: ENDPOINT,
+        endpoint: Endpoint::Lifecycle,
         event_type: pending.kind.name(),
         shop_id: &pending.shop_id,
         customer_id: pending.event.customer_id(),
@@ -65,7 +61,7 @@ pub async fn apply<C: sea_orm::ConnectionTrait>(
     // A lifecycle event's answer is known before it is applied: if applying fails, the transaction
     // rolls back and takes the claim and its answer with it.
     let answer = StoredAnswer::no_content();
-    match dedupe::claim_answered(txn, &info, &answer, pending.now).await? {
+    match inbox::claim_answered(txn, &info, &answer, pending.now).await? {
         Claim::Fresh => {}
         Claim::Answered(stored) => return Ok((stored, None)),
         Claim::InProgress => return Err(HostError::Busy),

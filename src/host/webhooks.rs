@@ -5,16 +5,13 @@
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::{
-    dedupe::StoredAnswer,
+    HostContext,
     events::{LifecycleEnvelope, LifecycleEventType, RawEnvelope, parse_lifecycle},
     intake::SignedMessage,
     lifecycle_writer::PendingEvent,
     problem::{HostError, HostProblem},
 };
-use crate::app::AppState;
-
-/// The route that receives lifecycle events, as stored with each message.
-pub const ENDPOINT: &str = "webhooks";
+use crate::inbox::StoredAnswer;
 
 /// The success answer of `POST /webhooks`.
 #[derive(Debug, ApiResponse)]
@@ -26,8 +23,7 @@ pub enum WebhookStored {
 
 /// The host-facing webhook API.
 pub struct WebhooksApi {
-    /// Shared service state.
-    pub state: AppState,
+    pub ctx: HostContext,
 }
 
 /// The OpenAPI tags.
@@ -48,7 +44,7 @@ impl WebhooksApi {
     /// answer without being applied again.
     #[oai(path = "/webhooks", method = "post", tag = "Tags::Host", operation_id = "receiveWebhook")]
     async fn receive(&self, message: SignedMessage<LifecycleEnvelope>) -> Result<WebhookStored, HostProblem> {
-        let answer = receive_lifecycle_event(&self.state, &message).await?;
+        let answer = receive_lifecycle_event(&self.ctx, &message).await?;
         match answer.status {
             204 => Ok(WebhookStored::Stored),
             other => {
@@ -60,11 +56,11 @@ impl WebhooksApi {
 
 /// Parses, de-duplicates and applies one verified lifecycle event.
 pub async fn receive_lifecycle_event<T>(
-    state: &AppState,
+    ctx: &HostContext,
     message: &SignedMessage<T>,
 ) -> Result<StoredAnswer, HostError> {
     // A repeat answered lately is answered again from memory, before any parsing or database work.
-    if state.recent_answers.contains(&message.verified.id) {
+    if ctx.recent_answers.contains(&message.verified.id) {
         tracing::debug!(webhook_id = %message.verified.id, "repeated message answered again");
         return Ok(StoredAnswer::no_content());
     }
@@ -87,13 +83,13 @@ pub async fn receive_lifecycle_event<T>(
         shop_id,
         occurred_at: envelope.timestamp,
         event,
-        now: state.clock.now(),
+        now: ctx.clock.now(),
     };
-    let (answer, applied) = state.lifecycle.commit(pending).await?;
+    let (answer, applied) = ctx.lifecycle.commit(pending).await?;
     if answer.status == 204 {
-        state.recent_answers.insert(&message.verified.id);
+        ctx.recent_answers.insert(&message.verified.id);
     }
-    state.shops.forget(&envelope.shop_id);
+    ctx.shops.forget(&envelope.shop_id);
     match applied {
         Some(applied) => tracing::debug!(
             webhook_id = %message.verified.id,

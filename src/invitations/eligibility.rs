@@ -3,13 +3,46 @@
 //! changed in between, so the submission asks again).
 
 use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use super::{Channel, InvitationStatus};
+use super::{InvitationStatus, current_invitation, email_taken};
 use crate::{
     clock::from_millis,
-    domain::{E164Number, EmailAddress, SubscriptionTier},
+    domain::{Channel, E164Number, EmailAddress, SubscriptionTier},
     entities::{customer, invitation, shop},
 };
+
+/// The stored shop and customer a request is judged against.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    /// The shop, if it ever installed the plugin.
+    pub shop: Option<shop::Model>,
+    /// The customer as now stored.
+    pub customer: Option<customer::Model>,
+}
+
+impl World {
+    /// Applies the rules, reading the customer's invitation and the shop's usernames in `conn`.
+    pub async fn evaluate<C: ConnectionTrait>(&self, conn: &C) -> Result<Result<Eligible, Refusal>, DbErr> {
+        let (invitation, email_taken) = match (&self.shop, &self.customer) {
+            (Some(shop), Some(customer)) => {
+                let invitation = current_invitation(conn, &shop.id, &customer.id).await?;
+                let taken = match customer.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()) {
+                    Some(email) => email_taken(conn, &shop.id, &customer.id, &email).await?,
+                    None => false,
+                };
+                (invitation, taken)
+            }
+            _ => (None, false),
+        };
+        Ok(evaluate(&Facts {
+            shop: self.shop.as_ref(),
+            customer: self.customer.as_ref(),
+            invitation: invitation.as_ref(),
+            email_taken,
+        }))
+    }
+}
 
 /// Everything the rules look at.
 pub struct Facts<'a> {
@@ -77,7 +110,7 @@ pub fn evaluate(facts: &Facts<'_>) -> Result<Eligible, Refusal> {
         customer.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()).ok_or(Refusal::EmailMissing)?;
     if let Some(invitation) = facts.invitation {
         let channel = Channel::parse(&invitation.channel).unwrap_or(Channel::Email);
-        match InvitationStatus::parse(&invitation.status) {
+        match InvitationStatus::of(invitation) {
             Some(InvitationStatus::Sent) => {
                 return Err(Refusal::AlreadySent {
                     channel,

@@ -7,22 +7,20 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
-use super::{Channel, InvitationStatus};
+use super::state::{self, InvitationStatus};
 use crate::{
     clock::to_millis,
-    delivery::outbox::{self, FirstAttempt, Link, MessageKind, NewMessage},
-    domain::EmailAddress,
+    domain::{Channel, CustomerId, EmailAddress, ShopId},
     entities::{invitation, outbox_message, portal_account},
+    outbox::{self, FirstAttempt, Link, MessageKind, NewMessage},
     sealing::Sealer,
     tokens::{self, NewToken, Purpose, RawToken},
 };
 
 /// What to issue.
 pub struct IssueRequest<'a> {
-    /// The shop.
-    pub shop_id: &'a str,
-    /// The customer.
-    pub customer_id: &'a str,
+    pub shop_id: &'a ShopId,
+    pub customer_id: &'a CustomerId,
     /// Their email: the username.
     pub email: &'a EmailAddress,
     /// How to send it.
@@ -60,12 +58,13 @@ pub async fn issue_invitation<C: ConnectionTrait>(
     request: IssueRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<Issued, DbErr> {
-    let account_id = ensure_account(conn, request.shop_id, request.customer_id, request.email, now).await?;
+    let (shop_id, customer_id) = (request.shop_id.as_str(), request.customer_id.as_str());
+    let account_id = ensure_account(conn, shop_id, customer_id, request.email, now).await?;
 
     let invitation = invitation::Model {
         id: crate::random::id("inv"),
-        shop_id: request.shop_id.to_owned(),
-        customer_id: request.customer_id.to_owned(),
+        shop_id: shop_id.to_owned(),
+        customer_id: customer_id.to_owned(),
         account_id: account_id.clone(),
         channel: request.channel.as_str().to_owned(),
         status: InvitationStatus::Pending.as_str().to_owned(),
@@ -77,16 +76,14 @@ pub async fn issue_invitation<C: ConnectionTrait>(
         sent_at: None,
         failed_at: None,
     };
-    invitation::Entity::insert(invitation::ActiveModel::from(invitation.clone()))
-        .exec_without_returning(conn)
-        .await?;
+    state::issued(conn, &invitation).await?;
 
     let ttl = TimeDelta::from_std(request.ttl).unwrap_or(TimeDelta::days(7));
     let expires_at = now + ttl;
     let (token_id, token) = tokens::issue(
         conn,
         NewToken {
-            shop_id: request.shop_id,
+            shop_id,
             account_id: &account_id,
             purpose: Purpose::Setup,
             invitation_id: Some(&invitation.id),
@@ -99,8 +96,8 @@ pub async fn issue_invitation<C: ConnectionTrait>(
     let message = outbox::enqueue(
         conn,
         NewMessage {
-            shop_id: request.shop_id,
-            customer_id: Some(request.customer_id),
+            shop_id,
+            customer_id: Some(customer_id),
             kind: MessageKind::Invitation,
             channel: request.channel,
             recipient: request.recipient,

@@ -2,112 +2,28 @@
 //! in one transaction), and keeping it right when the host changes or deletes the customer.
 
 pub mod eligibility;
+pub mod handoff;
 pub mod issue;
-pub mod staff_text;
+pub mod state;
+pub mod submit;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
 };
 
+pub use state::{InvitationStatus, current_invitation, invitation_of_interaction};
+
+/// Where the portal finds it until it names [`crate::domain::Channel`] (remove when the portal moves).
+pub use crate::domain::Channel;
 use crate::{
     clock::to_millis,
-    delivery::outbox::MessageKind,
     domain::EmailAddress,
     entities::{invitation, outbox_message, portal_account, token, webhook_message},
-    host::webhooks,
+    inbox::Endpoint,
+    outbox::{self, MessageKind},
     tokens,
 };
-
-/// How an invitation travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// By email, with the set-up and login links.
-    Email,
-    /// By SMS, with the set-up link.
-    Sms,
-}
-
-impl Channel {
-    /// As stored and as the dialog's values spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Sms => "sms",
-        }
-    }
-
-    /// Parses `email` or `sms`.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "email" => Some(Self::Email),
-            "sms" => Some(Self::Sms),
-            _ => None,
-        }
-    }
-}
-
-/// Where an invitation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InvitationStatus {
-    /// Issued; not yet accepted by the mail server or SMS gateway.
-    Pending,
-    /// Accepted for delivery: it cannot be sent again.
-    Sent,
-    /// Rejected for good or retries ran out: its token is dead and a new invitation may be sent.
-    Failed,
-}
-
-impl InvitationStatus {
-    /// As stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Parses the stored form.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "pending" => Some(Self::Pending),
-            "sent" => Some(Self::Sent),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// The customer's invitation that did not fail, if any (at most one: the database enforces it).
-pub async fn current_invitation<C: ConnectionTrait>(
-    conn: &C,
-    shop_id: &str,
-    customer_id: &str,
-) -> Result<Option<invitation::Model>, DbErr> {
-    invitation::Entity::find()
-        .filter(invitation::Column::ShopId.eq(shop_id))
-        .filter(invitation::Column::CustomerId.eq(customer_id))
-        .filter(invitation::Column::Status.ne(InvitationStatus::Failed.as_str()))
-        .one(conn)
-        .await
-}
-
-/// The invitation a star-menu interaction issued (not counting failed ones), if any.
-pub async fn invitation_of_interaction<C: ConnectionTrait>(
-    conn: &C,
-    shop_id: &str,
-    interaction_id: &str,
-) -> Result<Option<invitation::Model>, DbErr> {
-    invitation::Entity::find()
-        .filter(invitation::Column::ShopId.eq(shop_id))
-        .filter(invitation::Column::InteractionId.eq(interaction_id))
-        .filter(invitation::Column::Status.ne(InvitationStatus::Failed.as_str()))
-        .order_by_desc(invitation::Column::CreatedAt)
-        .one(conn)
-        .await
-}
 
 /// Whether another customer of the shop uses `email` as their portal username.
 pub async fn email_taken<C: ConnectionTrait>(
@@ -208,7 +124,7 @@ pub async fn follow_email_change<C: ConnectionTrait>(
     .await?;
     // Whatever still waits to go by email somewhere other than the new address was meant for the old
     // one: an invitation (then abandoned, so a new one may be sent), a reset link, a notice.
-    let mut stale: Vec<outbox_message::Model> = undelivered(conn, shop_id, customer_id)
+    let mut stale: Vec<outbox_message::Model> = outbox::pending_for_customer(conn, shop_id, customer_id)
         .await?
         .into_iter()
         .filter(|m| {
@@ -223,19 +139,10 @@ pub async fn follow_email_change<C: ConnectionTrait>(
         .filter(|address| Some(address) != new_username.as_ref())
         .collect();
     if !typed.is_empty() {
-        stale.extend(
-            outbox_message::Entity::find()
-                .filter(outbox_message::Column::ShopId.eq(shop_id))
-                .filter(outbox_message::Column::CustomerId.is_null())
-                .filter(outbox_message::Column::Kind.eq(MessageKind::PasswordReset.as_str()))
-                .filter(outbox_message::Column::Status.eq("pending"))
-                .filter(outbox_message::Column::Recipient.is_in(typed))
-                .all(conn)
-                .await?,
-        );
+        stale.extend(outbox::pending_requests_to(conn, shop_id, MessageKind::PasswordReset, typed).await?);
     }
     let cancelled =
-        cancel_messages(conn, &stale, "the customer's email changed before delivery", now).await?;
+        state::cancel_undelivered(conn, &stale, "the customer's email changed before delivery", now).await?;
     if revoked > 0 || cancelled > 0 {
         tracing::info!(%shop_id, %customer_id, revoked, cancelled, "links and messages to the old email address revoked");
     }
@@ -256,16 +163,16 @@ pub async fn retire_other_links<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     let revoked = tokens::revoke_all_for_account(conn, &account.id, now).await?;
     let (arrived, carrying_links): (Vec<outbox_message::Model>, Vec<outbox_message::Model>) =
-        undelivered(conn, &account.shop_id, &account.customer_id)
+        outbox::pending_for_customer(conn, &account.shop_id, &account.customer_id)
             .await?
             .into_iter()
             .filter(|m| m.kind != MessageKind::PasswordChanged.as_str())
             .partition(|m| m.token_id.as_deref() == Some(used_token_id));
     for message in &arrived {
-        crate::delivery::outbox::settle_as_delivered(conn, message, now).await?;
+        state::link_arrived(conn, message, now).await?;
     }
     let cancelled =
-        cancel_messages(conn, &carrying_links, "a password was set with another link", now).await?;
+        state::cancel_undelivered(conn, &carrying_links, "a password was set with another link", now).await?;
     if revoked > 0 || cancelled > 0 {
         tracing::info!(
             shop_id = %account.shop_id, account_id = %account.id, revoked, cancelled,
@@ -277,57 +184,6 @@ pub async fn retire_other_links<C: ConnectionTrait>(
 
 fn normalized(address: Option<&str>) -> Option<String> {
     address.map(|a| EmailAddress::parse(a).map(|e| e.normalized()).unwrap_or_else(|_| a.to_lowercase()))
-}
-
-/// The customer's messages not yet delivered, given up or cancelled.
-async fn undelivered<C: ConnectionTrait>(
-    conn: &C,
-    shop_id: &str,
-    customer_id: &str,
-) -> Result<Vec<outbox_message::Model>, DbErr> {
-    outbox_message::Entity::find()
-        .filter(outbox_message::Column::ShopId.eq(shop_id))
-        .filter(outbox_message::Column::CustomerId.eq(customer_id))
-        .filter(outbox_message::Column::Status.eq("pending"))
-        .all(conn)
-        .await
-}
-
-/// Cancels messages not yet delivered (a sender holding one finds it so when it records, and does
-/// not retry); they keep no address. An invitation among them is abandoned, its link dead, so a new
-/// one may be sent. Returns how many were cancelled.
-async fn cancel_messages<C: ConnectionTrait>(
-    conn: &C,
-    messages: &[outbox_message::Model],
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    if messages.is_empty() {
-        return Ok(0);
-    }
-    let cancelled = outbox_message::Entity::update_many()
-        .col_expr(outbox_message::Column::Status, Expr::value("cancelled"))
-        .col_expr(outbox_message::Column::Recipient, Expr::value(Option::<String>::None))
-        .col_expr(outbox_message::Column::SealedToken, Expr::value(Option::<String>::None))
-        .col_expr(outbox_message::Column::LastError, Expr::value(reason))
-        .filter(outbox_message::Column::Id.is_in(messages.iter().map(|m| m.id.clone())))
-        .filter(outbox_message::Column::Status.eq("pending"))
-        .exec(conn)
-        .await?;
-    let invitations: Vec<String> = messages.iter().filter_map(|m| m.invitation_id.clone()).collect();
-    if !invitations.is_empty() {
-        invitation::Entity::update_many()
-            .col_expr(invitation::Column::Status, Expr::value(InvitationStatus::Failed.as_str()))
-            .col_expr(invitation::Column::Failure, Expr::value(reason))
-            .col_expr(invitation::Column::FailedAt, Expr::value(to_millis(now)))
-            .filter(invitation::Column::Id.is_in(invitations.clone()))
-            .filter(invitation::Column::Status.eq(InvitationStatus::Pending.as_str()))
-            .exec(conn)
-            .await?;
-        tokens::revoke_where(conn, Condition::all().add(token::Column::InvitationId.is_in(invitations)), now)
-            .await?;
-    }
-    Ok(cancelled.rows_affected)
 }
 
 /// Erases what the portal keeps about a customer: the account (and with it, by cascade, its
@@ -351,7 +207,7 @@ pub async fn erase_customer<C: ConnectionTrait>(
     webhook_message::Entity::delete_many()
         .filter(webhook_message::Column::ShopId.eq(shop_id))
         .filter(webhook_message::Column::CustomerId.eq(customer_id))
-        .filter(webhook_message::Column::Endpoint.ne(webhooks::ENDPOINT))
+        .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
         .exec(conn)
         .await?;
     Ok(())
@@ -366,7 +222,7 @@ pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<(
         .await?;
     webhook_message::Entity::delete_many()
         .filter(webhook_message::Column::ShopId.eq(shop_id))
-        .filter(webhook_message::Column::Endpoint.ne(webhooks::ENDPOINT))
+        .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
         .exec(conn)
         .await?;
     // Accounts go with their customers (foreign key cascade); delete them explicitly as well, so the

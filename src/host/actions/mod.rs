@@ -13,35 +13,30 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object, OpenApi};
-use sea_orm::{DatabaseTransaction, DbErr, SqlErr};
+use sea_orm::{DatabaseTransaction, DbErr};
 use serde::Deserialize;
 
 use super::{
-    dedupe::{self, MessageInfo, StoredAnswer},
+    HostContext,
     dialog::{ActionAnswered, ActionResponse, StoredJson},
     events::{
         ActorWire, CustomerWire, LifecycleEventType, RawEnvelope, ShopWire, check_customer, check_shop,
     },
     intake::SignedMessage,
     problem::{HostError, HostProblem},
+    staff_text,
     webhooks::Tags,
 };
 use crate::{
-    app::AppState,
-    domain::{InteractionId, ShopId},
-    invitations::staff_text,
+    db::lost_a_race,
+    domain::{InteractionId, ShopId, WebhookId},
+    inbox::{self, Endpoint, MessageInfo, StoredAnswer},
+    invitations::submit::{ANSWER_WAIT, Opened},
     shops::snapshot::{CustomerSnapshot, ShopSnapshot},
 };
-use world::World;
 
-/// The route, as stored with each message.
-pub const ENDPOINT: &str = "actions/send-portal-invitation";
 /// The manifest's action key.
 pub const ACTION_KEY: &str = "send-portal-invitation";
-/// How long the request waits for the first delivery attempt (the host waits 3 s in all).
-pub const INLINE_BUDGET: Duration = Duration::from_millis(2000);
-/// How long a repeated submission waits for the first one's outcome.
-const ANSWER_WAIT: Duration = Duration::from_millis(2500);
 
 /// The two messages of the action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -88,8 +83,7 @@ pub struct ActionEnvelope {
 
 /// The star-menu API.
 pub struct ActionsApi {
-    /// Shared service state.
-    pub state: AppState,
+    pub ctx: HostContext,
 }
 
 #[OpenApi]
@@ -108,7 +102,7 @@ impl ActionsApi {
         &self,
         message: SignedMessage<ActionEnvelope>,
     ) -> Result<ActionAnswered, HostProblem> {
-        let answer = receive_action(&self.state, &message).await?;
+        let answer = receive_action(&self.ctx, &message).await?;
         Ok(ActionAnswered::Ok(StoredJson::new(answer.body)))
     }
 }
@@ -163,16 +157,16 @@ impl Action {
 
 /// Processes one verified action message and returns the answer to give (already stored).
 pub async fn receive_action<T>(
-    state: &AppState,
+    ctx: &HostContext,
     message: &SignedMessage<T>,
 ) -> Result<StoredAnswer, HostError> {
     let (action, shop_id) = Action::parse(message)?;
     let answer = match action.kind {
-        ActionEventType::Invoked => invoked(state, message, &action, &shop_id).await,
-        ActionEventType::Submitted => submit::submitted(state, message, &action, &shop_id).await,
+        ActionEventType::Invoked => invoked(ctx, message, &action, &shop_id).await,
+        ActionEventType::Submitted => submit::submitted(ctx, message, &action, &shop_id).await,
     };
     // The payload's shop snapshot may have changed the shop.
-    state.shops.forget(shop_id.as_str());
+    ctx.shops.forget(shop_id.as_str());
     let answer = answer?;
     tracing::info!(
         webhook_id = %message.verified.id,
@@ -185,46 +179,10 @@ pub async fn receive_action<T>(
     Ok(answer)
 }
 
-/// What one transaction of the flow decided.
-enum Step {
-    /// Answer this (already stored for the message).
-    Answer(StoredAnswer),
-    /// The invitation was issued and committed; make the first attempt.
-    Issued(Box<submit::Issue>),
-}
-
-/// Why a transaction of the flow rolled back.
-enum Stop {
-    Host(HostError),
-    /// The interaction's invitation exists but its first outcome is not known yet.
-    WaitForInteraction,
-    /// Another request issued an invitation (or took the username) at the same moment.
-    Raced,
-}
-
-impl From<DbErr> for Stop {
-    fn from(e: DbErr) -> Self {
-        match e.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Raced,
-            _ => Self::Host(HostError::from(e)),
-        }
-    }
-}
-
-impl From<HostError> for Stop {
-    fn from(e: HostError) -> Self {
-        Self::Host(e)
-    }
-}
-
-fn info<'a>(
-    message_id: &'a crate::domain::WebhookId,
-    shop_id: &'a ShopId,
-    action: &'a Action,
-) -> MessageInfo<'a> {
+fn info<'a>(message_id: &'a WebhookId, shop_id: &'a ShopId, action: &'a Action) -> MessageInfo<'a> {
     MessageInfo {
         id: message_id,
-        endpoint: ENDPOINT,
+        endpoint: Endpoint::SendPortalInvitation,
         event_type: match action.kind {
             ActionEventType::Invoked => "action.invoked",
             ActionEventType::Submitted => "dialog.submitted",
@@ -235,54 +193,62 @@ fn info<'a>(
 }
 
 async fn invoked<T>(
-    state: &AppState,
+    ctx: &HostContext,
     message: &SignedMessage<T>,
     action: &Action,
     shop_id: &ShopId,
 ) -> Result<StoredAnswer, HostError> {
-    let now = state.clock.now();
+    let now = ctx.clock.now();
     let id = message.verified.id.clone();
-    let public_url = state.settings.public_url.clone();
+    let public_url = ctx.public_url.clone();
     let (action, shop_id) = (action.clone(), shop_id.clone());
-    let result = state
+    let result = ctx
         .db
         .write(move |txn| {
             Box::pin(async move {
-                let (action, shop_id) = (&action, &shop_id);
-                let world = match World::claim_and_load(txn, &id, action, shop_id, now).await? {
-                    Ok(world) => world,
-                    Err(answer) => return Ok(Step::Answer(answer)),
+                let world = match world::open(txn, &id, &action, &shop_id, now).await? {
+                    Opened::Fresh(world) => world,
+                    Opened::Answered(answer) => return Ok(Some(answer)),
+                    // Claimed by a request still at work: roll back, and wait for its answer.
+                    Opened::InProgress => return Err(Clicked::InProgress),
                 };
                 let response = match world.evaluate(txn).await? {
                     Ok(eligible) => staff_text::dialog(&eligible),
-                    Err(refusal) => staff_text::refusal(&refusal, &world.audience(&public_url)),
+                    Err(refusal) => staff_text::refusal(&refusal, &world::audience(&world, &public_url)),
                 };
-                Ok(Step::Answer(store(txn, &id, &response).await?))
+                Ok(Some(store(txn, &id, &response).await?))
             })
         })
         .await;
     match result {
-        Ok(Step::Answer(answer)) => Ok(answer),
-        Ok(Step::Issued(..)) => unreachable_issue(),
-        Err(Stop::Host(e)) => Err(e),
-        Err(Stop::WaitForInteraction) => wait_for_message_answer(state, &message.verified.id).await,
-        Err(Stop::Raced) => Err(HostError::Busy),
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) | Err(Clicked::InProgress) => wait_for_message_answer(ctx, &message.verified.id).await,
+        Err(Clicked::Raced) => Err(HostError::Busy),
+        Err(Clicked::Failed(e)) => Err(e),
     }
 }
 
-fn unreachable_issue() -> Result<StoredAnswer, HostError> {
-    Err(HostError::Internal("a click issued an invitation".into()))
+/// Why a click's transaction rolled back.
+enum Clicked {
+    Failed(HostError),
+    /// The message is claimed by a request still at work.
+    InProgress,
+    /// Another request changed the same rows at the same moment.
+    Raced,
+}
+
+impl From<DbErr> for Clicked {
+    fn from(e: DbErr) -> Self {
+        if lost_a_race(&e) { Self::Raced } else { Self::Failed(HostError::from(e)) }
+    }
 }
 
 /// Waits for the answer of a message another request is processing.
-async fn wait_for_message_answer(
-    state: &AppState,
-    id: &crate::domain::WebhookId,
-) -> Result<StoredAnswer, HostError> {
+async fn wait_for_message_answer(ctx: &HostContext, id: &WebhookId) -> Result<StoredAnswer, HostError> {
     let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(answer) = dedupe::stored_answer(state.db.conn(), id).await? {
+        if let Some(answer) = inbox::stored_answer(ctx.db.conn(), id).await? {
             return Ok(answer);
         }
     }
@@ -291,10 +257,10 @@ async fn wait_for_message_answer(
 
 async fn store(
     txn: &DatabaseTransaction,
-    id: &crate::domain::WebhookId,
+    id: &WebhookId,
     response: &ActionResponse,
 ) -> Result<StoredAnswer, DbErr> {
     let answer = StoredAnswer { status: 200, body: response.to_json() };
-    dedupe::record_answer(txn, id, &answer).await?;
+    inbox::record_answer(txn, id, &answer).await?;
     Ok(answer)
 }

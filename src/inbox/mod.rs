@@ -1,5 +1,6 @@
-//! De-duplication by `webhook-id` (contract §3): a message already processed gets the byte-identical
-//! answer it got the first time, and its work is not done again.
+//! The inbox: de-duplication of the host's messages by `webhook-id` (contract §3). A message already
+//! processed gets the byte-identical answer it got the first time, and its work is not done again.
+//! It knows which route received a message ([`Endpoint`]) but nothing of what the message means.
 //!
 //! The claim is an `INSERT … ON CONFLICT DO NOTHING` on the message's primary key, made inside the
 //! same transaction as the message's effects and its stored answer. Two copies arriving together
@@ -15,6 +16,25 @@ use crate::{
     domain::{CustomerId, ShopId, WebhookId},
     entities::webhook_message,
 };
+
+/// The route that received a message, as stored with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /webhooks`: lifecycle and data events.
+    Lifecycle,
+    /// `POST /actions/send-portal-invitation`: the star-menu action.
+    SendPortalInvitation,
+}
+
+impl Endpoint {
+    /// As stored (the route without its leading slash).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Lifecycle => "webhooks",
+            Self::SendPortalInvitation => "actions/send-portal-invitation",
+        }
+    }
+}
 
 /// How long answers are kept. The host may repeat an id for up to 3 days; a margin beyond that
 /// costs little.
@@ -54,7 +74,7 @@ pub struct MessageInfo<'a> {
     /// The message id.
     pub id: &'a WebhookId,
     /// The route that received it.
-    pub endpoint: &'a str,
+    pub endpoint: Endpoint,
     /// The envelope's `type`.
     pub event_type: &'a str,
     /// The shop.
@@ -92,7 +112,7 @@ async fn claim_with<C: ConnectionTrait>(
 ) -> Result<Claim, DbErr> {
     let row = webhook_message::ActiveModel {
         id: Set(info.id.as_str().to_owned()),
-        endpoint: Set(info.endpoint.to_owned()),
+        endpoint: Set(info.endpoint.as_str().to_owned()),
         event_type: Set(info.event_type.to_owned()),
         shop_id: Set(Some(info.shop_id.as_str().to_owned())),
         customer_id: Set(info.customer_id.map(|c| c.as_str().to_owned())),

@@ -3,12 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Channel, eligibility::Eligible, eligibility::Refusal};
+use super::dialog::{ActionResponse, Dialog, DialogField, DialogOption, Level, OpenDialog};
 use crate::{
-    delivery::messages::shop_time,
-    domain::TimeZone,
+    domain::{Channel, TimeZone},
     entities::{customer, shop},
-    host::dialog::{ActionResponse, Dialog, DialogField, DialogOption, Level, OpenDialog},
+    invitations::eligibility::{Eligible, Refusal},
 };
 
 /// The dialog's title (as in the manifest's action label).
@@ -26,9 +25,7 @@ pub struct Audience<'a> {
 
 impl Audience<'_> {
     fn zone(&self) -> TimeZone {
-        self.shop
-            .and_then(|s| TimeZone::parse(&s.timezone).ok())
-            .unwrap_or_else(|| TimeZone::parse("UTC").expect("UTC exists"))
+        TimeZone::or_utc(self.shop.map_or("UTC", |s| s.timezone.as_str()))
     }
 
     /// "Jana", or "the customer" when the profile has no first name.
@@ -37,7 +34,7 @@ impl Audience<'_> {
     }
 
     fn when(&self, at: DateTime<Utc>) -> String {
-        shop_time(at, self.zone())
+        self.zone().describe(at)
     }
 }
 
@@ -207,6 +204,18 @@ pub fn queued(channel: Channel, recipient: &str, audience: &Audience<'_>) -> Act
             audience.name(),
             by(channel)
         ),
+    )
+}
+
+/// The invitation was cancelled before it went out: the profile or the shop changed (or was erased)
+/// at the same moment.
+pub fn changed_meanwhile() -> ActionResponse {
+    ActionResponse::close(
+        Level::Error,
+        "customer_email_missing",
+        "The invitation was not sent: the customer profile or the shop changed at the same moment. \
+         Refresh the profile and try again."
+            .to_owned(),
     )
 }
 

@@ -1,0 +1,367 @@
+//! A star-menu submission, straight through: decide (the rules, in the transaction that claimed the
+//! message and applied the payload's snapshots), issue, hand the first attempt to delivery within the
+//! host's budget, and say what became of it. The answer and the attempt's result are recorded in one
+//! transaction, so a resubmission finds both or neither.
+//!
+//! Two parts belong to layers above and are passed in: the host's edge ([`Edge`]: claims the message,
+//! loads the world, words the outcome and stores the answer through the inbox) and delivery
+//! ([`Courier`]: renders and sends).
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter};
+
+use super::{
+    InvitationStatus,
+    eligibility::{Refusal, World},
+    handoff::{Courier, Handoff, Letter},
+    issue::{IssueRequest, Issued, issue_invitation},
+    state,
+};
+use crate::{
+    clock::{Clock, from_millis},
+    db::{Database, lost_a_race},
+    domain::{Channel, CustomerId, InteractionId, ShopId},
+    entities::{customer, shop, token},
+    inbox::StoredAnswer,
+    outbox::{self, Attempt, Recorded},
+    sealing::Sealer,
+};
+
+/// How long the submission waits for the first delivery attempt (the host waits 3 s in all).
+pub const INLINE_BUDGET: Duration = Duration::from_millis(2000);
+/// How long a repeated submission waits for the first one's outcome.
+pub const ANSWER_WAIT: Duration = Duration::from_millis(2500);
+
+/// A future the edge returns, borrowing the transaction.
+pub type EdgeFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 't>>;
+
+/// The host's side of a submission.
+pub trait Edge: Send + Sync + 'static {
+    /// In the transaction: claims the message and applies the payload's snapshots.
+    fn open<'t>(&'t self, txn: &'t DatabaseTransaction, now: DateTime<Utc>) -> EdgeFuture<'t, Opened>;
+    /// The answer for `outcome`, worded for the staff member.
+    fn answer(&self, outcome: &Outcome, world: &World) -> StoredAnswer;
+    /// In the transaction: stores `answer` as the message's.
+    fn store<'t>(&'t self, txn: &'t DatabaseTransaction, answer: &'t StoredAnswer) -> EdgeFuture<'t, ()>;
+}
+
+/// What claiming the message found.
+pub enum Opened {
+    /// First time: the world after the payload's snapshots.
+    Fresh(Box<World>),
+    /// Answered before: give this again.
+    Answered(StoredAnswer),
+    /// Claimed by a request still at work.
+    InProgress,
+}
+
+/// What the staff member asked for.
+pub struct Submission {
+    pub shop_id: ShopId,
+    pub customer_id: CustomerId,
+    pub interaction_id: InteractionId,
+    /// The staff member (host user id).
+    pub requested_by: String,
+    /// The dialog's `channel` value, as given.
+    pub channel: Option<String>,
+}
+
+/// Where an invitation goes.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub channel: Channel,
+    /// The address or number.
+    pub address: String,
+}
+
+/// What became of a submission.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The rules refuse an invitation now.
+    Refused(Refusal),
+    /// The dialog's channel is neither email nor SMS.
+    InvalidChannel,
+    /// SMS was picked, but the profile has no usable mobile number.
+    MobileMissing,
+    /// Issued, and accepted by the mail server or gateway.
+    Sent { to: Recipient, expires_at: DateTime<Utc> },
+    /// Issued; delivery goes on in the background.
+    Queued { to: Recipient },
+    /// Issued, and rejected for good.
+    Rejected { to: Recipient, reason: String },
+    /// Issued, and cancelled before it went: the profile or the shop changed at the same moment.
+    ChangedMeanwhile,
+}
+
+/// Why a submission got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Another request holds the decision (a race lost twice, or a first outcome not known in time).
+    #[error("another request is deciding on this interaction")]
+    Busy,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the submission needs from the service.
+pub struct Means<'a> {
+    pub db: &'a Database,
+    pub clock: &'a Clock,
+    /// How long the set-up link works.
+    pub ttl: Duration,
+    /// Seals the set-up link into the outbox row.
+    pub sealer: &'a Arc<Sealer>,
+    pub courier: &'a Arc<dyn Courier>,
+}
+
+/// Handles a submission and returns the answer to give (already stored for the message).
+pub async fn submit(
+    means: &Means<'_>,
+    edge: Arc<dyn Edge>,
+    submission: Arc<Submission>,
+) -> Result<StoredAnswer, SubmitError> {
+    let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+    let mut raced = false;
+    loop {
+        match decide(means, &edge, &submission).await {
+            Ok(Step::Answer(answer)) => return Ok(answer),
+            Ok(Step::Issued(issue)) => return first_attempt(means, edge, *issue).await,
+            Err(Stop::Failed(e)) => return Err(e),
+            // Two submissions raced to issue: the loser looks again and finds the winner's invitation.
+            Err(Stop::Raced) if !raced => raced = true,
+            Err(Stop::Raced) => return Err(SubmitError::Busy),
+            Err(Stop::WaitForInteraction) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(Stop::WaitForInteraction) => return answer_so_far(means, edge.as_ref(), &submission).await,
+        }
+    }
+}
+
+/// What the deciding transaction decided.
+enum Step {
+    /// Answer this (already stored for the message).
+    Answer(StoredAnswer),
+    /// The invitation was issued and committed; make the first attempt.
+    Issued(Box<Issue>),
+}
+
+/// Why the deciding transaction rolled back.
+enum Stop {
+    Failed(SubmitError),
+    /// The interaction's invitation exists but its first outcome is not known yet.
+    WaitForInteraction,
+    /// Another request issued an invitation (or took the username) at the same moment.
+    Raced,
+}
+
+impl From<DbErr> for Stop {
+    fn from(e: DbErr) -> Self {
+        if lost_a_race(&e) { Self::Raced } else { Self::Failed(SubmitError::Db(e)) }
+    }
+}
+
+struct Issue {
+    issued: Issued,
+    to: Recipient,
+    username: String,
+    shop: shop::Model,
+    customer: customer::Model,
+}
+
+async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submission>) -> Result<Step, Stop> {
+    let now = means.clock.now();
+    let ttl = means.ttl;
+    let first_attempt = means.courier.first_attempt();
+    let (edge, submission, sealer) = (edge.clone(), submission.clone(), means.sealer.clone());
+    means
+        .db
+        .write(move |txn| {
+            Box::pin(async move {
+                let world = match edge.open(txn, now).await? {
+                    Opened::Fresh(world) => *world,
+                    Opened::Answered(answer) => return Ok(Step::Answer(answer)),
+                    Opened::InProgress => return Err(Stop::WaitForInteraction),
+                };
+                let (shop_id, interaction_id) = (&submission.shop_id, submission.interaction_id.as_str());
+
+                // A resubmission of an interaction that already issued an invitation: its outcome.
+                if let Some(existing) =
+                    state::invitation_of_interaction(txn, shop_id.as_str(), interaction_id).await?
+                {
+                    return match existing.answer {
+                        Some(body) => {
+                            let answer = StoredAnswer { status: 200, body };
+                            edge.store(txn, &answer).await?;
+                            Ok(Step::Answer(answer))
+                        }
+                        None => Err(Stop::WaitForInteraction),
+                    };
+                }
+
+                let refuse = |outcome: Outcome| {
+                    let answer = edge.answer(&outcome, &world);
+                    let edge = edge.clone();
+                    async move {
+                        edge.store(txn, &answer).await?;
+                        Ok(Step::Answer(answer))
+                    }
+                };
+                let eligible = match world.evaluate(txn).await? {
+                    Ok(eligible) => eligible,
+                    Err(refusal) => return refuse(Outcome::Refused(refusal)).await,
+                };
+                let Some(channel) = submission.channel.as_deref().and_then(Channel::parse) else {
+                    return refuse(Outcome::InvalidChannel).await;
+                };
+                let address = match (channel, &eligible.mobile) {
+                    (Channel::Email, _) => eligible.email.as_str().to_owned(),
+                    (Channel::Sms, Some(mobile)) => mobile.as_str().to_owned(),
+                    (Channel::Sms, None) => return refuse(Outcome::MobileMissing).await,
+                };
+                let issued = issue_invitation(
+                    txn,
+                    IssueRequest {
+                        shop_id,
+                        customer_id: &submission.customer_id,
+                        email: &eligible.email,
+                        channel,
+                        recipient: &address,
+                        interaction_id: Some(interaction_id),
+                        requested_by: Some(&submission.requested_by),
+                        ttl,
+                        first_attempt: &first_attempt,
+                        sealer: &sealer,
+                    },
+                    now,
+                )
+                .await?;
+                let World { shop: Some(shop), customer: Some(customer) } = world else {
+                    return Err(Stop::Failed(SubmitError::Internal(
+                        "an eligible customer without a shop".into(),
+                    )));
+                };
+                Ok(Step::Issued(Box::new(Issue {
+                    issued,
+                    to: Recipient { channel, address },
+                    username: eligible.email.normalized(),
+                    shop,
+                    customer,
+                })))
+            })
+        })
+        .await
+}
+
+/// The first delivery attempt, handed to the courier; the answer says what became of it. The result
+/// and the answer are recorded in one transaction.
+async fn first_attempt(
+    means: &Means<'_>,
+    edge: Arc<dyn Edge>,
+    issue: Issue,
+) -> Result<StoredAnswer, SubmitError> {
+    let Issue { issued, to, username, shop, customer } = issue;
+    let Issued { invitation, message: row, token, expires_at } = issued;
+    let handoff = Handoff::new();
+    let letter = Letter {
+        message: row.clone(),
+        shop: shop.clone(),
+        customer: customer.clone(),
+        username,
+        channel: to.channel,
+        recipient: to.address.clone(),
+        token,
+        expires_at,
+    };
+    means.courier.clone().start(letter, handoff.clone()).map_err(SubmitError::Internal)?;
+    // If the host hangs up while we wait, this future is dropped here: the attempt then records its
+    // own result rather than leaving it for nobody (and the row to be sent again).
+    let attempt = handoff.wait(INLINE_BUDGET).await;
+
+    let world = World { shop: Some(shop), customer: Some(customer) };
+    let now = means.clock.now();
+    let (message, logged) = (row.clone(), attempt.clone());
+    let written = means
+        .db
+        .write(move |txn| {
+            Box::pin(async move {
+                let recorded = match &attempt {
+                    Some(attempt) => Some(state::record_attempt(txn, &message, attempt, now).await?),
+                    None => None,
+                };
+                let outcome = match &recorded {
+                    Some(Recorded::Sent) => Outcome::Sent { to, expires_at },
+                    Some(Recorded::Failed(reason)) => Outcome::Rejected { to, reason: reason.clone() },
+                    // Also when the message was erased with the customer before it could be recorded.
+                    _ if matches!(attempt, Some(Attempt::Cancelled { .. })) => Outcome::ChangedMeanwhile,
+                    _ => Outcome::Queued { to },
+                };
+                let answer = edge.answer(&outcome, &world);
+                edge.store(txn, &answer).await?;
+                state::remember_answer(txn, &invitation.id, &answer.body).await?;
+                Ok::<_, SubmitError>((answer, recorded))
+            })
+        })
+        .await;
+    let (answer, recorded) = match written {
+        Ok(done) => done,
+        Err(error) => {
+            // The answer could not be stored; the attempt's result still must be, or the worker
+            // would send again once the lease runs out.
+            if let Some(attempt) = logged {
+                state::record_attempt_alone(means.db, &row, attempt, means.clock.now()).await;
+            }
+            return Err(error);
+        }
+    };
+    if let (Some(attempt), Some(recorded)) = (logged, recorded) {
+        outbox::log(&row, &attempt, &Ok(recorded));
+    }
+    Ok(answer)
+}
+
+/// A repeat of a message (or interaction) whose first processing has not answered within the wait:
+/// answer from the invitation's state, honestly (not stored: the first processing stores its own).
+async fn answer_so_far(
+    means: &Means<'_>,
+    edge: &dyn Edge,
+    submission: &Submission,
+) -> Result<StoredAnswer, SubmitError> {
+    let conn = means.db.conn();
+    let shop_id = submission.shop_id.as_str();
+    let Some(invitation) =
+        state::invitation_of_interaction(conn, shop_id, submission.interaction_id.as_str()).await?
+    else {
+        return Err(SubmitError::Busy);
+    };
+    if let Some(body) = invitation.answer.clone() {
+        return Ok(StoredAnswer { status: 200, body });
+    }
+    let shop = shop::Entity::find_by_id(invitation.shop_id.as_str()).one(conn).await?;
+    let customer = customer::Entity::find_by_id((invitation.shop_id.clone(), invitation.customer_id.clone()))
+        .one(conn)
+        .await?;
+    let channel = Channel::parse(&invitation.channel).unwrap_or(Channel::Email);
+    let address = match channel {
+        Channel::Email => customer.as_ref().and_then(|c| c.email.clone()),
+        Channel::Sms => customer.as_ref().and_then(|c| c.mobile.clone()),
+    }
+    .unwrap_or_default();
+    let to = Recipient { channel, address };
+    let outcome = if InvitationStatus::of(&invitation) == Some(InvitationStatus::Sent) {
+        let expires_at = token::Entity::find()
+            .filter(token::Column::InvitationId.eq(invitation.id.as_str()))
+            .one(conn)
+            .await?
+            .map(|t| from_millis(t.expires_at))
+            .unwrap_or_else(|| means.clock.now());
+        Outcome::Sent { to, expires_at }
+    } else {
+        Outcome::Queued { to }
+    };
+    Ok(edge.answer(&outcome, &World { shop, customer }))
+}
