@@ -20,9 +20,13 @@ use poem::{
     web::Path,
 };
 use poem_openapi::OpenApiService;
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 
 use crate::{
+    accounts::Accounts,
     clock::Clock,
     config::{SettingError, Settings},
     db::{Database, keys},
@@ -31,7 +35,7 @@ use crate::{
     host::{actions::ActionsApi, intake::IntakeKeys, webhooks::WebhooksApi},
     maintenance,
     manifest::{self, Manifest},
-    portal::{self, hasher::Hasher, headers::SecurityHeaders},
+    portal::{self, PortalContext, PortalParts, headers::SecurityHeaders},
     recover::RecoverPanics,
     sealing::Sealer,
     telemetry::AccessLog,
@@ -53,8 +57,6 @@ pub struct AppState {
     pub keys: Arc<ServiceKeys>,
     /// Email, SMS and templates.
     pub delivery: Arc<Delivery>,
-    /// argon2id, bounded.
-    pub hasher: Arc<Hasher>,
     /// Shop rows the customer pages read on every request.
     pub shops: Arc<crate::shops::cache::ShopCache>,
     /// Commits lifecycle events (in batches on SQLite).
@@ -72,8 +74,6 @@ pub struct ServiceKeys {
     pub cookies: keys::ServiceKey,
     /// Seals the links of unfinished outbox messages.
     pub outbox: Sealer,
-    /// Names the login and reset throttle counters (derived from the cookie key).
-    pub throttle: portal::throttle::Keys,
 }
 
 /// Why the service could not start.
@@ -139,7 +139,6 @@ impl App {
         // reqwest is built without a default TLS provider; ring is the one used everywhere here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let delivery = Arc::new(Delivery::new(&settings).map_err(StartError::Delivery)?);
-        let hasher = Arc::new(Hasher::new(settings.portal.hashing_limit));
         let db_error = |cause: sea_orm::DbErr| StartError::Database {
             url: settings.database_url.to_string(),
             cause: cause.to_string(),
@@ -160,19 +159,16 @@ impl App {
             db: db.clone(),
             clock: clock.clone(),
             settings: Arc::new(settings),
-            keys: Arc::new(ServiceKeys {
-                throttle: portal::throttle::Keys::derive(cookies.bytes()),
-                cookies,
-                outbox,
-            }),
+            keys: Arc::new(ServiceKeys { cookies, outbox }),
             delivery,
-            hasher,
             shops: Arc::default(),
             lifecycle: Arc::new(crate::host::lifecycle_writer::LifecycleWriter::start(db.clone())),
             recent_answers: Arc::new(crate::host::dedupe::RecentlyAnswered::new(100_000)),
             shutting_down: Arc::default(),
         };
-        let routes = routes(&state, IntakeKeys { secrets, clock });
+        let wake_sender = Arc::new(Notify::new());
+        let portal = portal_context(&state, wake_sender.clone())?;
+        let routes = routes(&state, IntakeKeys { secrets, clock }, portal);
 
         let (stop_background, stopped) = watch::channel(false);
         let (stop_server, mut server_stopped) = watch::channel(false);
@@ -189,6 +185,7 @@ impl App {
         });
         let background = vec![
             tokio::spawn(maintenance::run(state.clone(), stopped.clone())),
+            tokio::spawn(forward_wakes(wake_sender, state.delivery.clone(), stopped.clone())),
             tokio::spawn(worker::run(state.clone(), stopped)),
         ];
         tracing::info!(%local_addr, public_url = %state.settings.public_url, database = %state.settings.database_url, "portal-invites is serving");
@@ -279,8 +276,43 @@ impl App {
     }
 }
 
+/// What the customer pages need, from the settings and the shared state.
+fn portal_context(state: &AppState, wake_sender: Arc<Notify>) -> Result<PortalContext, StartError> {
+    let settings = &state.settings;
+    let templates = crate::templates::Templates::load(settings.templates_dir.as_deref())
+        .and_then(|t| portal::pages::check_templates(&t).map(|()| t))
+        .map_err(|e| StartError::Delivery(format!("PORTAL_TEMPLATES_DIR: {e}")))?;
+    let cookie_key = state.keys.cookies.clone();
+    let accounts =
+        Accounts::new(state.db.clone(), state.clock.clone(), settings.portal.clone(), cookie_key.bytes());
+    Ok(PortalContext::new(PortalParts {
+        db: state.db.clone(),
+        clock: state.clock.clone(),
+        accounts: Arc::new(accounts),
+        cookie_key,
+        templates: Arc::new(templates),
+        shops: state.shops.clone(),
+        public_url: settings.public_url.clone(),
+        secure_cookies: !settings.is_local_http(),
+        settings: settings.portal.clone(),
+        wake_sender,
+    }))
+}
+
+/// Passes the customer pages' wake-ups on to the outbox worker, whose `Notify` lives inside
+/// `Delivery` (the portal must not know the sender). Once the worker takes a shared
+/// `Arc<Notify>`, give that one to the portal and drop this task.
+async fn forward_wakes(from: Arc<Notify>, delivery: Arc<Delivery>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = from.notified() => delivery.wake.notify_one(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Every route of the service.
-fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static {
+fn routes(state: &AppState, intake: IntakeKeys, portal: PortalContext) -> impl poem::Endpoint + 'static {
     let public_url = state.settings.public_url.as_str().trim_end_matches('/').to_owned();
     let api = OpenApiService::new(
         (
@@ -317,26 +349,19 @@ fn routes(state: &AppState, intake: IntakeKeys) -> impl poem::Endpoint + 'static
             }),
         )
         .at("/problems/:code", get(problem_page))
-        .nest("/p", portal::routes())
+        .nest("/p", portal::routes().data(portal.clone()))
         .at("/static/portal.css", get(portal::stylesheet))
         .nest("/", api)
         .data(intake)
         .data(state.clone())
         .catch_error({
-            let state = state.clone();
+            let portal = portal.clone();
             move |_: poem::error::NotFoundError| {
-                let state = state.clone();
-                async move { portal::not_found(&state) }
+                let portal = portal.clone();
+                async move { portal::not_found(&portal) }
             }
         })
-        .with(RecoverPanics {
-            customer_page: {
-                let state = state.clone();
-                Arc::new(move || {
-                    portal::errors::PortalError::Internal("a handler panicked".into()).page(&state)
-                })
-            },
-        })
+        .with(RecoverPanics { customer_page: Arc::new(move || portal::panic_page(&portal)) })
         .with(SecurityHeaders { hsts: state.settings.public_url.scheme() == "https" })
         .with(AccessLog)
 }

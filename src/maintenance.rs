@@ -52,8 +52,8 @@ pub async fn run_once(state: &AppState) {
         .db
         .write(move |txn| {
             Box::pin(async move {
-                let sessions = crate::portal::session::purge_expired(txn, idle, now).await?;
-                crate::portal::throttle::purge_stale(txn, now).await?;
+                let sessions = crate::accounts::sessions::purge_expired(txn, idle, now).await?;
+                crate::accounts::throttle::purge_stale(txn, now).await?;
                 Ok::<_, sea_orm::DbErr>(sessions)
             })
         })
