@@ -23,15 +23,20 @@ use poem_openapi::OpenApiService;
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
+    accounts::Accounts,
     clock::Clock,
     config::{SettingError, Settings},
     db::{Database, keys},
     delivery::{Delivery, Senders, worker},
     health::HealthApi,
-    host::{HostContext, actions::ActionsApi, intake::IntakeKeys, webhooks::WebhooksApi},
-    maintenance,
+    host::{
+        HostContext, actions::ActionsApi, intake::IntakeKeys, lifecycle_writer::LifecycleWriter,
+        webhooks::WebhooksApi,
+    },
+    inbox::RecentlyAnswered,
+    maintenance::{self, Jobs},
     manifest::{self, Manifest},
-    portal::{self, hasher::Hasher, headers::SecurityHeaders},
+    portal::{self, PortalContext, PortalParts, headers::SecurityHeaders},
     recover::RecoverPanics,
     sealing::Sealer,
     telemetry::AccessLog,
@@ -39,42 +44,8 @@ use crate::{
 
 /// Requests still being answered when the listener closes get at least this long to finish.
 const LEAST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-
-/// Everything a handler or background task needs. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub db: Database,
-    /// The source of `now`.
-    pub clock: Clock,
-    /// The settings the service started with.
-    pub settings: Arc<Settings>,
-    /// Keys the service made for itself.
-    pub keys: Arc<ServiceKeys>,
-    /// Email, SMS and templates.
-    pub delivery: Arc<Delivery>,
-    /// argon2id, bounded.
-    pub hasher: Arc<Hasher>,
-    /// Shop rows the customer pages read on every request.
-    pub shops: Arc<crate::shops::cache::ShopCache>,
-    /// Commits lifecycle events (in batches on SQLite).
-    pub lifecycle: Arc<crate::host::lifecycle_writer::LifecycleWriter>,
-    /// Lifecycle messages answered lately, to answer the host's retries from memory.
-    pub recent_answers: Arc<crate::inbox::RecentlyAnswered>,
-    /// Set when shutdown starts: `/readyz` answers `503` from then on.
-    pub shutting_down: Arc<AtomicBool>,
-}
-
-/// The service's own keys, shared through the database by every instance.
-#[derive(Debug)]
-pub struct ServiceKeys {
-    /// Signs cookies and form tokens of the customer pages.
-    pub cookies: keys::ServiceKey,
-    /// Seals the links of unfinished outbox messages.
-    pub outbox: Arc<Sealer>,
-    /// Names the login and reset throttle counters (derived from the cookie key).
-    pub throttle: portal::throttle::Keys,
-}
+/// Lifecycle messages whose answers are kept in memory, to answer the host's retries at once.
+const RECENT_ANSWERS: usize = 100_000;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +79,11 @@ pub enum StartError {
 /// A running service.
 pub struct App {
     local_addr: SocketAddr,
-    state: AppState,
+    db: Database,
+    delivery: Arc<Delivery>,
+    jobs: Jobs,
+    shutting_down: Arc<AtomicBool>,
+    shutdown_grace: Duration,
     /// Stops the background tasks (the outbox worker claims nothing more).
     stop_background: watch::Sender<bool>,
     /// Closes the listener.
@@ -147,7 +122,6 @@ impl App {
                     .map_err(|e| format!("PORTAL_TEMPLATES_DIR: {e}"))
             })
             .map_err(StartError::Delivery)?;
-        let hasher = Arc::new(Hasher::new(settings.portal.hashing_limit));
         let db_error = |cause: sea_orm::DbErr| StartError::Database {
             url: settings.database_url.to_string(),
             cause: cause.to_string(),
@@ -156,24 +130,50 @@ impl App {
         db.migrate().await.map_err(db_error)?;
         let cookies = keys::load_or_create(&db, "cookies", clock.now()).await.map_err(db_error)?;
         let outbox = keys::load_or_create(&db, "outbox", clock.now()).await.map_err(db_error)?;
-        let outbox = Arc::new(
+        let sealer = Arc::new(
             Sealer::new(outbox.bytes())
                 .map_err(|cause| StartError::Database { url: settings.database_url.to_string(), cause })?,
         );
-        let delivery = Arc::new(Delivery::new(senders, &settings, db.clone(), clock.clone(), outbox.clone()));
-        let lifecycle = Arc::new(crate::host::lifecycle_writer::LifecycleWriter::start(db.clone()));
-        let recent_answers = Arc::new(crate::inbox::RecentlyAnswered::new(100_000));
-        let shops: Arc<crate::shops::cache::ShopCache> = Arc::default();
+
+        let templates = senders.templates().clone();
+        let delivery = Arc::new(Delivery::new(senders, &settings, db.clone(), clock.clone(), sealer.clone()));
+        let shops = Arc::default();
         let host = HostContext {
             db: db.clone(),
             clock: clock.clone(),
             public_url: settings.public_url.clone(),
             invitation_ttl: settings.invitation_ttl,
-            shops: shops.clone(),
-            lifecycle: lifecycle.clone(),
-            recent_answers: recent_answers.clone(),
+            shops: Arc::clone(&shops),
+            lifecycle: Arc::new(LifecycleWriter::start(db.clone())),
+            recent_answers: Arc::new(RecentlyAnswered::new(RECENT_ANSWERS)),
             courier: delivery.clone(),
-            sealer: outbox.clone(),
+            sealer,
+        };
+        let portal = PortalContext::new(PortalParts {
+            db: db.clone(),
+            clock: clock.clone(),
+            accounts: Arc::new(Accounts::new(
+                db.clone(),
+                clock.clone(),
+                settings.portal.clone(),
+                cookies.bytes(),
+            )),
+            cookie_key: cookies,
+            templates,
+            shops: Arc::clone(&shops),
+            public_url: settings.public_url.clone(),
+            secure_cookies: !settings.is_local_http(),
+            settings: settings.portal.clone(),
+            wake_sender: delivery.wake.clone(),
+        });
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let health = HealthApi { db: db.clone(), shutting_down: shutting_down.clone() };
+        let jobs = Jobs {
+            db: db.clone(),
+            clock: clock.clone(),
+            shops,
+            session_idle: settings.portal.session_idle,
+            message_files: delivery.writes_files().then(|| settings.outbox_dir.clone()),
         };
 
         let local_addr = acceptor
@@ -181,24 +181,7 @@ impl App {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.listen);
-        let state = AppState {
-            db: db.clone(),
-            clock: clock.clone(),
-            settings: Arc::new(settings),
-            keys: Arc::new(ServiceKeys {
-                throttle: portal::throttle::Keys::derive(cookies.bytes()),
-                cookies,
-                outbox,
-            }),
-            delivery: delivery.clone(),
-            hasher,
-            shops,
-            lifecycle,
-            recent_answers,
-            shutting_down: Arc::default(),
-        };
-        let routes = routes(&state, host, IntakeKeys { secrets, clock });
-
+        let routes = routes(&settings.public_url, host, IntakeKeys { secrets, clock }, health, portal);
         let (stop_background, stopped) = watch::channel(false);
         let (stop_server, mut server_stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
@@ -213,13 +196,24 @@ impl App {
                 .await
         });
         let background = vec![
-            tokio::spawn(maintenance::run(state.clone(), stopped.clone())),
-            tokio::spawn(worker::run(delivery, stopped)),
+            tokio::spawn(maintenance::run(jobs.clone(), stopped.clone())),
+            tokio::spawn(worker::run(delivery.clone(), stopped)),
         ];
-        tracing::info!(%local_addr, public_url = %state.settings.public_url, database = %state.settings.database_url, "portal-invites is serving");
-        tracing::info!("{}", state.delivery.mailer.describe());
-        tracing::info!("{}", state.delivery.sms.describe());
-        Ok(Self { local_addr, state, stop_background, stop_server, server, background })
+        tracing::info!(%local_addr, public_url = %settings.public_url, database = %settings.database_url, "portal-invites is serving");
+        tracing::info!("{}", delivery.mailer.describe());
+        tracing::info!("{}", delivery.sms.describe());
+        Ok(Self {
+            local_addr,
+            db,
+            delivery,
+            jobs,
+            shutting_down,
+            shutdown_grace: settings.shutdown_grace,
+            stop_background,
+            stop_server,
+            server,
+            background,
+        })
     }
 
     /// The address actually bound.
@@ -227,16 +221,21 @@ impl App {
         self.local_addr
     }
 
-    /// The shared state (tests read the database and move the clock through it).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The database (tests read it).
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The housekeeping (tests run a round at a chosen moment).
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
     }
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
         shutdown_signal().await;
         tracing::info!(
-            grace_seconds = self.state.settings.shutdown_grace.as_secs(),
+            grace_seconds = self.shutdown_grace.as_secs(),
             "stopping: /readyz answers 503, no new sends start, sends in flight may finish"
         );
         self.stop().await
@@ -248,15 +247,15 @@ impl App {
     /// period ends, and are then abandoned, their leases given back so the next instance sends them
     /// (with the same links) at once; then the listener closes and requests in flight finish.
     pub async fn stop(self) -> std::io::Result<()> {
-        let deadline = tokio::time::Instant::now() + self.state.settings.shutdown_grace;
-        self.state.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
+        self.shutting_down.store(true, Ordering::SeqCst);
         let _ = self.stop_background.send(true);
         for mut task in self.background {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 task.abort();
             }
         }
-        let in_flight = &self.state.delivery.in_flight;
+        let in_flight = &self.delivery.in_flight;
         in_flight.close();
         if tokio::time::timeout_at(deadline, in_flight.wait()).await.is_err() {
             tracing::warn!(
@@ -281,9 +280,8 @@ impl App {
         // Every lease still held is given back (an abandoned send's, or a first attempt a request
         // began in the last moments), so the next instance sends those messages at once. Bounded: an
         // unreachable database must not hold the exit.
-        let owner = self.state.delivery.instance.clone();
+        let owner = self.delivery.instance.clone();
         let release = self
-            .state
             .db
             .write(move |txn| Box::pin(async move { crate::outbox::release_leases(txn, &owner).await }));
         match tokio::time::timeout(LEAST_REQUEST_GRACE, release).await {
@@ -295,25 +293,26 @@ impl App {
             ),
         }
         // Closing lets SQLite checkpoint and remove its WAL file.
-        let _ = tokio::time::timeout(LEAST_REQUEST_GRACE, self.state.db.close()).await;
+        let _ = tokio::time::timeout(LEAST_REQUEST_GRACE, self.db.close()).await;
         served
     }
 
     /// Starts the shutdown's first step only: `/readyz` answers `503` from now on.
     pub fn announce_shutdown(&self) {
-        self.state.shutting_down.store(true, Ordering::SeqCst);
+        self.shutting_down.store(true, Ordering::SeqCst);
     }
 }
 
-/// Every route of the service.
-fn routes(state: &AppState, host: HostContext, intake: IntakeKeys) -> impl poem::Endpoint + 'static {
-    let public_url = state.settings.public_url.as_str().trim_end_matches('/').to_owned();
+/// Every route of the service, each area with its own context.
+fn routes(
+    public_url: &url::Url,
+    host: HostContext,
+    intake: IntakeKeys,
+    health: HealthApi,
+    portal: PortalContext,
+) -> impl poem::Endpoint + 'static {
     let api = OpenApiService::new(
-        (
-            WebhooksApi { ctx: host.clone() },
-            ActionsApi { ctx: host },
-            HealthApi { db: state.db.clone(), shutting_down: state.shutting_down.clone() },
-        ),
+        (WebhooksApi { ctx: host.clone() }, ActionsApi { ctx: host }, health),
         "portal-invites",
         env!("CARGO_PKG_VERSION"),
     )
@@ -321,11 +320,11 @@ fn routes(state: &AppState, host: HostContext, intake: IntakeKeys) -> impl poem:
         "Customer Portal invitations for a workshop management platform. Every host call is signed \
          with Standard Webhooks v1; problems are RFC 9457 application/problem+json.",
     )
-    .server(public_url);
+    .server(public_url.as_str().trim_end_matches('/'));
     let spec = api.spec();
     let docs = api.swagger_ui();
     let deployment_manifest = Manifest::parse(manifest::EMBEDDED)
-        .and_then(|m| m.for_deployment(&state.settings.public_url))
+        .and_then(|m| m.for_deployment(public_url))
         .unwrap_or_else(|e| format!("# the embedded manifest is invalid: {e}\n"));
 
     Route::new()
@@ -343,27 +342,19 @@ fn routes(state: &AppState, host: HostContext, intake: IntakeKeys) -> impl poem:
             }),
         )
         .at("/problems/:code", get(problem_page))
-        .nest("/p", portal::routes())
+        .nest("/p", portal::routes().data(portal.clone()))
         .at("/static/portal.css", get(portal::stylesheet))
         .nest("/", api)
         .data(intake)
-        .data(state.clone())
         .catch_error({
-            let state = state.clone();
+            let portal = portal.clone();
             move |_: poem::error::NotFoundError| {
-                let state = state.clone();
-                async move { portal::not_found(&state) }
+                let portal = portal.clone();
+                async move { portal::not_found(&portal) }
             }
         })
-        .with(RecoverPanics {
-            customer_page: {
-                let state = state.clone();
-                Arc::new(move || {
-                    portal::errors::PortalError::Internal("a handler panicked".into()).page(&state)
-                })
-            },
-        })
-        .with(SecurityHeaders { hsts: state.settings.public_url.scheme() == "https" })
+        .with(SecurityHeaders { hsts: public_url.scheme() == "https" })
+        .with(RecoverPanics { customer_page: Arc::new(move || portal::panic_page(&portal)) })
         .with(AccessLog)
 }
 

@@ -4,6 +4,7 @@
 //!
 //! The host-facing edge is [`host`]; the shop's world is [`shops`]; [`app`] puts them together.
 
+pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -6,13 +6,33 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::{app::AppState, inbox, shops::records};
+use std::{path::PathBuf, sync::Arc};
+
+use crate::{
+    clock::Clock,
+    db::Database,
+    inbox,
+    shops::{cache::ShopCache, records},
+};
+
+/// What the housekeeping works on, built by the app.
+#[derive(Clone)]
+pub struct Jobs {
+    pub db: Database,
+    pub clock: Clock,
+    /// Forgets the shops it erases, so no page shows them from memory.
+    pub shops: Arc<ShopCache>,
+    /// `PORTAL_SESSION_IDLE`: sessions unused this long are purged.
+    pub session_idle: Duration,
+    /// The message files' folder, when messages are written to files.
+    pub message_files: Option<PathBuf>,
+}
 
 /// How often the housekeeping runs on the wall clock (a manual clock also wakes it when moved).
 pub const INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs until `stop` changes.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+pub async fn run(state: Jobs, mut stop: watch::Receiver<bool>) {
     let mut clock_moved = state.clock.watch();
     loop {
         run_once(&state).await;
@@ -25,7 +45,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// One round of every job. A failing job is logged and retried next round; it never stops the loop.
-pub async fn run_once(state: &AppState) {
+pub async fn run_once(state: &Jobs) {
     let now = state.clock.now();
     let erased =
         state.db.write(move |txn| Box::pin(async move { records::erase_due_shops(txn, now).await })).await;
@@ -47,13 +67,13 @@ pub async fn run_once(state: &AppState) {
         Err(error) => tracing::error!(%error, "purging old webhook answers failed; will retry"),
     }
 
-    let idle = state.settings.portal.session_idle;
+    let idle = state.session_idle;
     let swept = state
         .db
         .write(move |txn| {
             Box::pin(async move {
-                let sessions = crate::portal::session::purge_expired(txn, idle, now).await?;
-                crate::portal::throttle::purge_stale(txn, now).await?;
+                let sessions = crate::accounts::sessions::purge_expired(txn, idle, now).await?;
+                crate::accounts::throttle::purge_stale(txn, now).await?;
                 Ok::<_, sea_orm::DbErr>(sessions)
             })
         })
@@ -63,8 +83,8 @@ pub async fn run_once(state: &AppState) {
     }
 
     // Message files (file mode) live as long as their outbox rows: an erased customer's go too.
-    if state.delivery.writes_files() {
-        match crate::delivery::files::sweep(&state.db, &state.settings.outbox_dir).await {
+    if let Some(folder) = &state.message_files {
+        match crate::delivery::files::sweep(&state.db, folder).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "removed message files whose messages were erased"),
             Err(error) => tracing::error!(%error, "sweeping message files failed; will retry"),

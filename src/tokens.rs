@@ -1,7 +1,9 @@
-//! One-time tokens for set-up and password-reset links: 32 bytes from the OS CSPRNG, URL-safe base64
-//! in the link, and only their SHA-256 in the database. A token is bound to a shop, an account and a
-//! purpose, expires, and is consumed at most once by a conditional `UPDATE` (`… WHERE used_at IS
-//! NULL`), so of many concurrent attempts exactly one wins.
+//! One-time tokens for set-up and password-reset links, the whole mechanism: minted ([`issue`]),
+//! looked up as presented ([`find_usable`]) and redeemed ([`redeem`]) here, and nowhere else. A token
+//! is 32 bytes from the OS CSPRNG, URL-safe base64 in the link, and only its SHA-256 in the
+//! database. It is bound to a shop, an account and a purpose, expires, and is redeemed at most once
+//! by a conditional `UPDATE` (`… WHERE used_at IS NULL`), so of many concurrent attempts exactly one
+//! wins.
 //!
 //! A token that sets a password takes every other unused token of its account with it
 //! ([`revoke_all_for_account`], in the same transaction): an older reset link, or the set-up link of
@@ -157,25 +159,57 @@ impl Spent {
     }
 }
 
-/// The stored token a link presents, usable or not (to tell a link presented again from one that
-/// never existed); `None` for anything [`RawToken::parse`] refuses.
-pub async fn find_presented<C: ConnectionTrait>(
+/// What a presented link's token turned out to be.
+#[derive(Debug)]
+pub enum Found {
+    /// It works now.
+    Usable(token::Model),
+    /// It once worked and no longer does: someone holds an old link.
+    Spent(token::Model, Spent),
+    /// No such token: a typo or a guess.
+    Unknown,
+}
+
+/// Looks up the token a link presents, usable or not, in one query either way: a link that once
+/// worked and one that never existed cost the same, and the caller can still tell them apart.
+/// Anything [`RawToken::parse`] refuses is [`Found::Unknown`].
+pub async fn find_usable<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     purpose: Purpose,
     raw: &str,
-) -> Result<Option<token::Model>, DbErr> {
-    let Some(raw) = RawToken::parse(raw) else { return Ok(None) };
-    token::Entity::find()
+    now: DateTime<Utc>,
+) -> Result<Found, DbErr> {
+    let Some(raw) = RawToken::parse(raw) else { return Ok(Found::Unknown) };
+    let stored = token::Entity::find()
         .filter(token::Column::TokenHash.eq(raw.hash()))
         .filter(token::Column::ShopId.eq(shop_id))
         .filter(token::Column::Purpose.eq(purpose.as_str()))
         .one(conn)
-        .await
+        .await?;
+    Ok(match stored {
+        None => Found::Unknown,
+        Some(token) => match Spent::of(&token, now) {
+            None => Found::Usable(token),
+            Some(spent) => Found::Spent(token, spent),
+        },
+    })
+}
+
+/// Uses up a token if it is still usable, with one conditional `UPDATE`: of any number of
+/// simultaneous attempts exactly one gets `true`.
+pub async fn redeem<C: ConnectionTrait>(conn: &C, token_id: &str, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    let result = token::Entity::update_many()
+        .col_expr(token::Column::UsedAt, Expr::value(to_millis(now)))
+        .filter(token::Column::Id.eq(token_id))
+        .filter(usable(now))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// The condition for a token that can still be used at `now`.
-pub fn usable(now: DateTime<Utc>) -> sea_orm::Condition {
+fn usable(now: DateTime<Utc>) -> sea_orm::Condition {
     sea_orm::Condition::all()
         .add(token::Column::UsedAt.is_null())
         .add(token::Column::RevokedAt.is_null())

@@ -22,7 +22,7 @@ use std::{
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use hdrhistogram::Histogram;
-use portal_invites::{portal::hasher, signature::WebhookSecret};
+use portal_invites::{accounts::hasher, signature::WebhookSecret};
 use process::{RssPeak, Server, free_addr};
 use report::{Report, Row};
 use scenarios::Target;

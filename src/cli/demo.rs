@@ -115,7 +115,7 @@ async fn story(
     }
     let row = outbox_message::Entity::find()
         .filter(outbox_message::Column::CustomerId.eq(customer_id.as_str()))
-        .one(app.state().db.conn())
+        .one(app.db().conn())
         .await
         .map_err(|e| e.to_string())?;
     Ok(row)

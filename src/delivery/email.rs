@@ -15,8 +15,9 @@ use lettre::{
     transport::smtp::Error as SmtpError,
 };
 
-use super::{files::MessageFile, outbox::Attempt, redact::redact};
+use super::{files::MessageFile, redact::redact};
 use crate::config::MailSettings;
+use crate::outbox::Attempt;
 
 /// A rendered email, ready to send.
 pub struct Email {

@@ -11,7 +11,7 @@ use std::{
 
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
-use super::outbox::Attempt;
+use crate::outbox::Attempt;
 use crate::{db::Database, entities::outbox_message};
 
 /// Where one message's file goes.

@@ -14,8 +14,6 @@ pub mod sms;
 pub mod worker;
 
 /// Where the portal finds the queue until it names [`crate::outbox`] (remove when the portal moves).
-pub use crate::outbox;
-
 use std::{sync::Arc, time::Duration};
 
 use chrono::TimeDelta;
@@ -42,7 +40,7 @@ pub enum Composed {
 pub struct Senders {
     mailer: email::Mailer,
     sms: sms::SmsGateway,
-    templates: Templates,
+    templates: Arc<Templates>,
     send_timeout: Duration,
 }
 
@@ -57,13 +55,13 @@ impl Senders {
         Ok(Self {
             mailer: email::Mailer::new(&settings.mail, settings.outbox_dir.clone(), send_timeout)?,
             sms: sms::SmsGateway::new(settings.twilio.as_ref(), settings.outbox_dir.clone(), send_timeout)?,
-            templates,
+            templates: Arc::new(templates),
             send_timeout,
         })
     }
 
-    /// Message and page templates.
-    pub fn templates(&self) -> &Templates {
+    /// The templates loaded from the one folder: the messages' and the pages'.
+    pub fn templates(&self) -> &Arc<Templates> {
         &self.templates
     }
 }
@@ -74,8 +72,7 @@ pub struct Delivery {
     pub clock: Clock,
     /// The service's public base URL, for the links in messages.
     pub public_url: url::Url,
-    /// Message (and page) templates.
-    pub templates: Templates,
+    pub templates: Arc<Templates>,
     pub mailer: email::Mailer,
     pub sms: sms::SmsGateway,
     /// Seals and opens the links kept in unfinished outbox rows.
@@ -91,7 +88,7 @@ pub struct Delivery {
     /// Attempts under way, so that a shutdown can let them finish (within its grace period).
     pub in_flight: TaskTracker,
     /// Wakes the worker when a message was queued without a first attempt.
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
 }
 
 impl Delivery {
@@ -115,9 +112,9 @@ impl Delivery {
             reset_ttl: settings.portal.reset_ttl,
             instance: crate::random::id("worker"),
             send_timeout,
-            lease: outbox::lease_for(send_timeout),
+            lease: crate::outbox::lease_for(send_timeout),
             in_flight: TaskTracker::new(),
-            wake: Notify::new(),
+            wake: Arc::default(),
         }
     }
 

@@ -7,12 +7,11 @@ use std::{path::PathBuf, time::Duration};
 use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, header::RETRY_AFTER};
 
-use super::{
-    files::MessageFile,
+use super::{files::MessageFile, redact::redact};
+use crate::{
+    config::{Secret, TwilioSettings},
     outbox::{Attempt, BACKOFF_CAP},
-    redact::redact,
 };
-use crate::config::{Secret, TwilioSettings};
 
 /// The most of a gateway's error answer that is read: its explanation is a sentence, not a novel.
 const MAX_ERROR_BODY: usize = 16 * 1024;

@@ -14,11 +14,9 @@ use sea_orm::{
 
 pub use state::{InvitationStatus, current_invitation, invitation_of_interaction};
 
-/// Where the portal finds it until it names [`crate::domain::Channel`] (remove when the portal moves).
-pub use crate::domain::Channel;
 use crate::{
     clock::to_millis,
-    domain::EmailAddress,
+    domain::{Channel, EmailAddress},
     entities::{invitation, outbox_message, portal_account, token, webhook_message},
     inbox::Endpoint,
     outbox::{self, MessageKind},

@@ -1,10 +1,10 @@
 //! Who is asking: the client's address, believed from `X-Forwarded-For` only when the connection
 //! comes from a configured trusted proxy (otherwise anyone could claim any address and dodge the
-//! per-address limits), and the network the address limits count it in.
+//! per-address limits). Which network a limit counts the address in is `accounts::throttle`'s rule.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most address in
 /// `X-Forwarded-For` that is not itself a trusted proxy.
@@ -39,22 +39,6 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
 pub fn of_request(request: &poem::Request, trusted: &[IpNet]) -> Option<IpAddr> {
     let lines = request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
     client_ip(peer(request), lines, trusted)
-}
-
-/// The network an address limit counts `ip` in. An IPv6 client usually holds a whole /64 (every
-/// address in it is theirs to use), so it counts as one client; an IPv4 address, and an IPv4 address
-/// written as IPv6 (`::ffff:203.0.113.9`), counts alone.
-pub fn network(ip: IpAddr) -> IpNet {
-    match ip {
-        IpAddr::V4(v4) => IpNet::V4(Ipv4Net::from(v4)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpNet::V4(Ipv4Net::from(v4)),
-            None => {
-                let prefix = Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX));
-                IpNet::V6(Ipv6Net::new(prefix, 64).expect("64 is a valid IPv6 prefix length"))
-            }
-        },
-    }
 }
 
 /// The peer address of a request.
@@ -100,16 +84,5 @@ mod tests {
         // Ports, as some proxies write them, do not hide the address.
         assert_eq!(client_ip(proxy, ["[2001:db8::7]:4711"], &trusted), Some(ip("2001:db8::7")));
         assert_eq!(client_ip(proxy, ["203.0.113.9:4711"], &trusted), Some(ip("203.0.113.9")));
-    }
-
-    #[test]
-    fn an_ipv6_client_counts_per_64_and_a_mapped_ipv4_as_ipv4() {
-        let net = |s: &str| s.parse::<IpNet>().unwrap();
-        assert_eq!(network(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), net("2001:db8:1:2::/64"));
-        assert_eq!(network(ip("2001:db8:1:2::1")), network(ip("2001:db8:1:2:ffff::9")));
-        assert_ne!(network(ip("2001:db8:1:2::1")), network(ip("2001:db8:1:3::1")));
-        assert_eq!(network(ip("203.0.113.9")), net("203.0.113.9/32"));
-        assert_eq!(network(ip("::ffff:203.0.113.9")), network(ip("203.0.113.9")));
-        assert_ne!(network(ip("203.0.113.9")), network(ip("203.0.113.10")));
     }
 }

@@ -15,7 +15,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::session::{self, CookieNames};
+use super::cookies::{self, CookieNames};
 
 /// How long a browser is remembered after its latest login.
 pub const LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -61,7 +61,7 @@ pub fn remember(
 
 /// The well-formed entries of the browser's device cookie: (id, signature).
 fn entries(request: &poem::Request, names: CookieNames) -> impl Iterator<Item = (&str, &str)> {
-    session::read_raw_cookie(request, names.device())
+    cookies::read_raw_cookie(request, names.device())
         .unwrap_or_default()
         .split('~')
         .filter_map(|entry| entry.split_once('.'))

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use poem::{Response, http::StatusCode};
 
-use super::pages::{self, Base, Notice};
-use crate::{app::AppState, entities::shop};
+use super::{
+    PortalContext,
+    pages::{self, Base, Notice},
+};
+use crate::{accounts::AccountError, entities::shop};
 
 /// Why a customer page could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +29,6 @@ pub enum PortalError {
     /// Too many failed logins: wait.
     #[error("too many attempts")]
     Throttled {
-        /// The shop.
         shop: Box<shop::Model>,
         /// How long to wait.
         retry_after: Duration,
@@ -34,7 +36,6 @@ pub enum PortalError {
     /// Too many reset requests from this client: wait.
     #[error("too many reset requests")]
     ResetsThrottled {
-        /// The shop.
         shop: Box<shop::Model>,
         /// How long to wait.
         retry_after: Duration,
@@ -63,10 +64,22 @@ impl From<sea_orm::DbErr> for PortalError {
 }
 
 impl PortalError {
+    /// What an account rule's refusal means on a page of `shop`.
+    pub fn from_accounts(error: AccountError, shop: &shop::Model) -> Self {
+        let shop = Box::new(shop.clone());
+        match error {
+            AccountError::Busy => Self::Busy(Some(shop)),
+            AccountError::LoginThrottled { retry_after } => Self::Throttled { shop, retry_after },
+            AccountError::ResetThrottled { retry_after } => Self::ResetsThrottled { shop, retry_after },
+            AccountError::LinkInvalid => Self::LinkInvalid(shop),
+            AccountError::Db(error) => error.into(),
+        }
+    }
+
     /// The page for this error.
-    pub fn page(self, state: &AppState) -> Response {
+    pub fn page(self, portal: &PortalContext) -> Response {
         let base = |shop: &Option<Box<shop::Model>>, title: &str| match shop {
-            Some(shop) => Base::shop(state, shop, title),
+            Some(shop) => Base::shop(portal, shop, title),
             None => Base::plain(title),
         };
         let (status, notice, retry_after) = match self {
@@ -85,7 +98,7 @@ impl PortalError {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     notice(
-                        Base::shop(state, &shop, "Customer Portal not available"),
+                        Base::shop(portal, &shop, "Customer Portal not available"),
                         "The Customer Portal is not available",
                         &format!(
                             "{name}'s Customer Portal is not available at the moment. For help, contact {name}:"
@@ -98,7 +111,7 @@ impl PortalError {
             Self::LinkInvalid(shop) => (
                 StatusCode::NOT_FOUND,
                 notice(
-                    Base::shop(state, &shop, "This link no longer works"),
+                    Base::shop(portal, &shop, "This link no longer works"),
                     "This link no longer works",
                     "The link has expired or was already used. If you have set your password, log in. If not, or if you \
                      forgot it, ask for a new link with \"Forgot your password?\": it works for invitations too.",
@@ -123,7 +136,7 @@ impl PortalError {
                     wait_text(retry_after)
                 );
                 too_many(
-                    Base::shop(state, &shop, "Too many attempts"),
+                    Base::shop(portal, &shop, "Too many attempts"),
                     "Too many attempts",
                     &text,
                     retry_after,
@@ -135,7 +148,7 @@ impl PortalError {
                     wait_text(retry_after)
                 );
                 too_many(
-                    Base::shop(state, &shop, "Too many requests"),
+                    Base::shop(portal, &shop, "Too many requests"),
                     "Too many reset requests",
                     &text,
                     retry_after,
@@ -175,7 +188,7 @@ impl PortalError {
                 )
             }
         };
-        let mut response = pages::render(state, "pages/notice.html", status, &notice);
+        let mut response = pages::render(portal, "pages/notice.html", status, &notice);
         if let Some(seconds) = retry_after
             && let Ok(value) = seconds.to_string().parse()
         {

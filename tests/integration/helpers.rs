@@ -220,7 +220,7 @@ impl TestApp {
         Self {
             url,
             clock,
-            db: app.state().db.clone(),
+            db: app.db().clone(),
             logs,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             secret,
@@ -233,10 +233,9 @@ impl TestApp {
         }
     }
 
-    /// The running service's state, to run its background jobs directly (e.g.
-    /// `portal_invites::maintenance::run_once`).
-    pub fn state(&self) -> &portal_invites::app::AppState {
-        self.app.as_ref().expect("the service is running").state()
+    /// The running service's housekeeping, to run a round at a chosen moment.
+    pub fn jobs(&self) -> &portal_invites::maintenance::Jobs {
+        self.app.as_ref().expect("the service is running").jobs()
     }
 
     /// The URL of the test's database.

@@ -17,7 +17,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "domain",
             "entities",
             "links",
-            "manifest",
             "random",
             "sealing",
             "signature",

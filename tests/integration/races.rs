@@ -82,7 +82,7 @@ async fn an_erasure_racing_a_reinstall_erases_everything_or_nothing(backend: Bac
             host_messages::plugin_installed(&Shop::example(&shop_id), 1, OWNER, at(seconds_now(&app)));
         let message_id = format!("msg_reinstall_{round}");
         let ((), status) = tokio::join!(
-            portal_invites::maintenance::run_once(app.state()),
+            portal_invites::maintenance::run_once(app.jobs()),
             app.send(&message_id, &reinstall),
         );
 

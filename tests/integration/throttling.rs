@@ -3,7 +3,7 @@
 //! writes, and clients behind proxies.
 
 use chrono::TimeDelta;
-use portal_invites::portal::throttle::Keys;
+use portal_invites::accounts::throttle::Keys;
 
 use crate::{helpers::*, web::*};
 

@@ -14,9 +14,11 @@
 //! tells nothing about accounts), a device cookie, or a client's network. A bare hash of an email
 //! could be reversed by hashing a list of addresses; this one cannot without the key.
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
     sea_query::{Expr, OnConflict},
@@ -124,6 +126,22 @@ impl Keys {
     }
 }
 
+/// The network an address limit counts `ip` in. An IPv6 client usually holds a whole /64 (every
+/// address in it is theirs to use), so it counts as one client; an IPv4 address, and an IPv4 address
+/// written as IPv6 (`::ffff:203.0.113.9`), counts alone.
+pub fn network(ip: IpAddr) -> IpNet {
+    match ip {
+        IpAddr::V4(v4) => IpNet::V4(Ipv4Net::from(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(Ipv4Net::from(v4)),
+            None => {
+                let prefix = Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX));
+                IpNet::V6(Ipv6Net::new(prefix, 64).expect("64 is a valid IPv6 prefix length"))
+            }
+        },
+    }
+}
+
 /// The wait after `failures` attempts in a row.
 pub fn wait_after(failures: i32, policy: Policy) -> TimeDelta {
     if policy.streak_limit.is_some_and(|limit| failures >= limit) {
@@ -168,6 +186,13 @@ pub struct Blocked {
     pub until: DateTime<Utc>,
     /// The counter that imposes it.
     pub policy: Policy,
+}
+
+impl Blocked {
+    /// How long the attempt must wait from `now` (for `Retry-After`).
+    pub fn retry_after(&self, now: DateTime<Utc>) -> std::time::Duration {
+        (self.until - now).to_std().unwrap_or_default()
+    }
 }
 
 /// Reserves an attempt: counts it as a failure on every key and sets each key's next wait, or, if
@@ -345,5 +370,20 @@ mod tests {
         let net: IpNet = "203.0.113.9/32".parse().unwrap();
         assert_ne!(keys.login_address(net), keys.forgot_address(net));
         assert_ne!(keys.device("shop_1", "a|b", "c"), keys.device("shop_1", "a", "b|c"));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_per_64_and_a_mapped_ipv4_as_ipv4() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(network(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), net("2001:db8:1:2::/64"));
+        assert_eq!(network(ip("2001:db8:1:2::1")), network(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(network(ip("2001:db8:1:2::1")), network(ip("2001:db8:1:3::1")));
+        assert_eq!(network(ip("203.0.113.9")), net("203.0.113.9/32"));
+        assert_eq!(network(ip("::ffff:203.0.113.9")), network(ip("203.0.113.9")));
+        assert_ne!(network(ip("203.0.113.9")), network(ip("203.0.113.10")));
     }
 }

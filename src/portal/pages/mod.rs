@@ -1,9 +1,21 @@
-//! Rendering the customer pages from `templates/pages/`, branded with the shop, in the shop's language.
+//! The views: each page's view model and its rendering from `templates/pages/`, branded with the
+//! shop, in the shop's language. Handlers decide which page; what is on it is decided here.
+
+mod forgot;
+mod home;
+mod login;
+mod password;
 
 use poem::{Response, http::StatusCode};
 use serde::Serialize;
 
-use crate::{app::AppState, entities::shop, links};
+pub use forgot::{forgot_page, forgot_sent_page};
+pub use home::{CLEAR_SITE_DATA, home_page};
+pub use login::{FAILED, login_page};
+pub use password::password_page;
+
+use super::PortalContext;
+use crate::{entities::shop, links};
 
 /// What every page's layout needs.
 #[derive(Debug, Clone, Serialize)]
@@ -26,8 +38,8 @@ pub struct Base {
 
 impl Base {
     /// A page of `shop`'s portal.
-    pub fn shop(state: &AppState, shop: &shop::Model, title: impl Into<String>) -> Self {
-        let public = &state.settings.public_url;
+    pub fn shop(portal: &PortalContext, shop: &shop::Model, title: impl Into<String>) -> Self {
+        let public = &portal.public_url;
         Self {
             lang: shop.locale.clone(),
             title: title.into(),
@@ -69,8 +81,13 @@ pub struct Notice {
 
 /// Renders `template` with `context` as an HTML response. A template that fails (it cannot, with the
 /// built-in ones, which are checked at start-up) degrades to a plain message rather than a blank 500.
-pub fn render(state: &AppState, template: &str, status: StatusCode, context: &impl Serialize) -> Response {
-    match state.delivery.templates.render(template, context) {
+pub fn render(
+    portal: &PortalContext,
+    template: &str,
+    status: StatusCode,
+    context: &impl Serialize,
+) -> Response {
+    match portal.templates.render(template, context) {
         Ok(html) => html_response(status, html),
         Err(e) => {
             tracing::error!(error = %e, "a page template failed");

@@ -1,17 +1,12 @@
-//! Server-side sessions. The cookie holds 32 random bytes; the database holds only their SHA-256.
-//! A session belongs to one shop's portal, ends after a stretch of inactivity or at an absolute limit,
-//! whichever comes first, and a new one (with a new id) is started at every login, so an id planted
-//! before login is worthless after it.
+//! The portal's cookies: their names and attributes, and reading them from a request. The session
+//! cookie carries a session id (what it stands for is `accounts::sessions`); the pre-session cookie
+//! binds the CSRF tokens of forms shown before login; the device cookie is `device`'s.
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::Expr};
+use poem::Response;
 
-use crate::{clock::to_millis, entities::session, tokens::RawToken};
-
-/// Only refresh `last_seen_at` when it is older than this, so reading pages does not mean writing.
-const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
+use crate::tokens::RawToken;
 
 /// The cookies' names: `__Host-` prefixed (Secure, no Domain, Path=/) in production; plain for local
 /// http, where browsers refuse `__Host-` cookies.
@@ -77,93 +72,14 @@ pub fn read_raw_cookie<'a>(request: &'a poem::Request, name: &str) -> Option<&'a
         .and_then(|(_, value)| std::str::from_utf8(value).ok())
 }
 
-/// Starts a session for `account_id` in shop `shop_id`; returns the id for the cookie.
-pub async fn start<C: ConnectionTrait>(
-    conn: &C,
-    account_id: &str,
-    shop_id: &str,
-    lifetime: Duration,
-    now: DateTime<Utc>,
-) -> Result<RawToken, DbErr> {
-    let id = RawToken::generate();
-    let lifetime = TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::hours(12));
-    let row = session::ActiveModel {
-        id_hash: Set(id.hash()),
-        account_id: Set(account_id.to_owned()),
-        shop_id: Set(shop_id.to_owned()),
-        created_at: Set(to_millis(now)),
-        last_seen_at: Set(to_millis(now)),
-        expires_at: Set(to_millis(now + lifetime)),
-    };
-    session::Entity::insert(row).exec_without_returning(conn).await?;
-    Ok(id)
-}
-
-/// The live session with this cookie value in shop `shop_id`, if any. Sessions of another shop do not
-/// count here, even for the same email: each shop's portal is separate.
-pub async fn find<C: ConnectionTrait>(
-    conn: &C,
-    cookie: &str,
-    shop_id: &str,
-    idle: Duration,
-    now: DateTime<Utc>,
-) -> Result<Option<session::Model>, DbErr> {
-    let Some(id) = RawToken::parse(cookie) else { return Ok(None) };
-    let idle = TimeDelta::from_std(idle).unwrap_or(TimeDelta::minutes(30));
-    let found = session::Entity::find_by_id(id.hash()).one(conn).await?;
-    Ok(found.filter(|s| {
-        s.shop_id == shop_id && s.expires_at > to_millis(now) && s.last_seen_at > to_millis(now - idle)
-    }))
-}
-
-/// Records activity, at most once a minute.
-pub async fn touch<C: ConnectionTrait>(
-    conn: &C,
-    session: &session::Model,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    if session.last_seen_at > to_millis(now - TOUCH_EVERY) {
-        return Ok(());
+/// Adds `Set-Cookie` headers to a response.
+pub fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String>) -> Response {
+    for cookie in cookies {
+        if let Ok(value) = cookie.parse() {
+            response.headers_mut().append(poem::http::header::SET_COOKIE, value);
+        }
     }
-    session::Entity::update_many()
-        .col_expr(session::Column::LastSeenAt, Expr::value(to_millis(now)))
-        .filter(session::Column::IdHash.eq(session.id_hash.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
-/// Ends the session with this cookie value (log out, or a new login replacing it).
-pub async fn end<C: ConnectionTrait>(conn: &C, cookie: &str) -> Result<(), DbErr> {
-    if let Some(id) = RawToken::parse(cookie) {
-        session::Entity::delete_by_id(id.hash()).exec(conn).await?;
-    }
-    Ok(())
-}
-
-/// Ends every session of an account (after a password reset).
-pub async fn end_all<C: ConnectionTrait>(conn: &C, account_id: &str) -> Result<u64, DbErr> {
-    let result =
-        session::Entity::delete_many().filter(session::Column::AccountId.eq(account_id)).exec(conn).await?;
-    Ok(result.rows_affected)
-}
-
-/// Deletes sessions that can no longer be used (housekeeping).
-pub async fn purge_expired<C: ConnectionTrait>(
-    conn: &C,
-    idle: Duration,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let idle = TimeDelta::from_std(idle).unwrap_or(TimeDelta::minutes(30));
-    let result = session::Entity::delete_many()
-        .filter(
-            sea_orm::Condition::any()
-                .add(session::Column::ExpiresAt.lte(to_millis(now)))
-                .add(session::Column::LastSeenAt.lte(to_millis(now - idle))),
-        )
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected)
+    response
 }
 
 #[cfg(test)]

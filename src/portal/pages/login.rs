@@ -1,0 +1,48 @@
+//! The login page.
+
+use poem::{Request, Response, http::StatusCode};
+use serde::Serialize;
+
+use super::{Base, render};
+use crate::{
+    entities::shop,
+    links,
+    portal::{PortalContext, cookies::with_cookies, form::csrf_for},
+};
+
+/// The one message for every failed login.
+pub const FAILED: &str =
+    "That email address and password don't match. Check them and try again, or reset your password.";
+
+#[derive(Serialize)]
+struct LoginPage {
+    #[serde(flatten)]
+    base: Base,
+    action: String,
+    csrf: String,
+    email: String,
+    notice: Option<&'static str>,
+    error: Option<&'static str>,
+}
+
+/// The login form, with the email typed so far, a notice above it or an error under it.
+pub fn login_page(
+    portal: &PortalContext,
+    request: &Request,
+    shop: &shop::Model,
+    status: StatusCode,
+    email: &str,
+    notice: Option<&'static str>,
+    error: Option<&'static str>,
+) -> Response {
+    let (csrf, cookie) = csrf_for(portal, request);
+    let context = LoginPage {
+        base: Base::shop(portal, shop, format!("Log in to {}", shop.name)),
+        action: links::portal_path(&portal.public_url, &shop.id, "login"),
+        csrf,
+        email: email.to_owned(),
+        notice,
+        error,
+    };
+    with_cookies(render(portal, "pages/login.html", status, &context), cookie)
+}
