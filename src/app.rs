@@ -58,7 +58,6 @@ pub enum StartError {
     Database {
         /// The redacted URL.
         url: String,
-        /// What failed.
         cause: String,
     },
     /// The templates or the delivery settings are not usable (exit code 2).
@@ -68,12 +67,7 @@ pub enum StartError {
     #[error(
         "cannot listen on {addr}: {cause}; is another process using it? Set PORTAL_LISTEN to a free address"
     )]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// What failed.
-        cause: std::io::Error,
-    },
+    Listen { addr: SocketAddr, cause: std::io::Error },
 }
 
 /// A running service.

@@ -2,7 +2,8 @@
 //! host platform's star menu, by email or SMS, and gives the customer the pages to set a password,
 //! log in and reset it.
 //!
-//! The host-facing edge is [`host`]; the shop's world is [`shops`]; [`app`] puts them together.
+//! ARCHITECTURE.md at the repository's root is the map: the layers, what each module owns, and the
+//! path of each kind of request.
 
 pub mod accounts;
 pub mod app;

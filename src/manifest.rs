@@ -15,9 +15,7 @@ pub const EMBEDDED: &str = include_str!("../manifest/plugin.toml");
 pub struct Manifest {
     /// Always 1.
     pub manifest_version: u32,
-    /// Who we are.
     pub plugin: Plugin,
-    /// What the shop needs.
     pub requirements: Requirements,
     /// Where and how events are delivered.
     pub webhooks: Webhooks,
@@ -34,7 +32,6 @@ pub struct Plugin {
     pub key: String,
     /// Shown to shops.
     pub name: String,
-    /// Our version.
     pub version: String,
     /// Shown to shops.
     pub description: String,

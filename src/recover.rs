@@ -14,7 +14,6 @@ use crate::host::problem::{HostError, HostProblem};
 /// Renders the customer pages' "something went wrong" page.
 pub type ErrorPage = Arc<dyn Fn() -> Response + Send + Sync>;
 
-/// See the module documentation.
 pub struct RecoverPanics {
     /// The page for a panic under `/p/`.
     pub customer_page: ErrorPage,

@@ -20,7 +20,6 @@ static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 pub struct TemplateError {
     /// The template's path below `templates/`.
     pub name: String,
-    /// What is wrong.
     pub message: String,
 }
 

@@ -49,11 +49,9 @@ pub struct NewToken<'a> {
     pub shop_id: &'a str,
     /// The account it is bound to.
     pub account_id: &'a str,
-    /// Its purpose.
     pub purpose: Purpose,
     /// The invitation that sends it, for set-up tokens.
     pub invitation_id: Option<&'a str>,
-    /// When it stops working.
     pub expires_at: DateTime<Utc>,
 }
 

@@ -46,7 +46,6 @@ pub struct Busy;
 /// The outcome of checking a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// The password matches.
     pub matches: bool,
     /// It matches, but was hashed with older parameters: store a new hash.
     pub needs_rehash: bool,

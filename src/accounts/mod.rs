@@ -68,16 +68,10 @@ pub enum AccountError {
     Busy,
     /// Too many failed logins on what this attempt is counted on.
     #[error("too many failed logins")]
-    LoginThrottled {
-        /// How long to wait.
-        retry_after: Duration,
-    },
+    LoginThrottled { retry_after: Duration },
     /// Too many reset requests from this client network.
     #[error("too many reset requests")]
-    ResetThrottled {
-        /// How long to wait.
-        retry_after: Duration,
-    },
+    ResetThrottled { retry_after: Duration },
     /// A set-up or reset link that is unknown, spent, or was used by another submission a moment
     /// earlier.
     #[error("the link is not valid")]

@@ -159,7 +159,6 @@ pub fn wait_after(failures: i32, policy: Policy) -> TimeDelta {
 pub struct Attempt {
     /// The counter's name (from [`Keys`]).
     pub key: String,
-    /// Its waits.
     pub policy: Policy,
 }
 

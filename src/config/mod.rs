@@ -97,7 +97,6 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `PORTAL_INVITATION_TTL`.
     pub invitation_ttl: Duration,
-    /// Email delivery.
     pub mail: MailSettings,
     /// `PORTAL_OUTBOX_DIR`: where messages go when there is no server or gateway.
     pub outbox_dir: std::path::PathBuf,
@@ -105,7 +104,6 @@ pub struct Settings {
     pub templates_dir: Option<std::path::PathBuf>,
     /// SMS delivery; `None` writes SMS to files in the outbox folder.
     pub twilio: Option<TwilioSettings>,
-    /// The customer pages.
     pub portal: PortalSettings,
     /// `PORTAL_SEND_TIMEOUT`.
     pub send_timeout: Duration,

@@ -21,7 +21,6 @@ use crate::outbox::Attempt;
 
 /// A rendered email, ready to send.
 pub struct Email {
-    /// The recipient's address.
     pub to: String,
     /// The recipient's name, if known.
     pub to_name: Option<String>,
@@ -39,20 +38,13 @@ pub struct Email {
 
 /// Where email goes.
 pub enum Mailer {
-    /// An SMTP server.
     Smtp {
         /// The pooled transport.
         transport: AsyncSmtpTransport<Tokio1Executor>,
-        /// The configured From address.
         from: Mailbox,
     },
     /// Files in a folder (the embedded default).
-    Files {
-        /// The folder.
-        dir: PathBuf,
-        /// The configured From address.
-        from: Mailbox,
-    },
+    Files { dir: PathBuf, from: Mailbox },
 }
 
 impl Mailer {

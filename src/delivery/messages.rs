@@ -26,15 +26,12 @@ pub const INVITATION_SMS: &str = "sms/invitation.txt";
 pub struct InvitationContext {
     /// The shop's language tag, for `<html lang>`.
     pub lang: String,
-    /// The shop's name.
     pub shop_name: String,
     /// The customer's first name, if known.
     pub first_name: Option<String>,
     /// Their username (their email).
     pub username: String,
-    /// The set-up link.
     pub setup_url: String,
-    /// The login page.
     pub login_url: String,
     /// When the set-up link stops working, in the shop's time zone.
     pub expires_at: String,
@@ -66,19 +63,14 @@ impl InvitationContext {
 pub struct ResetContext {
     /// The shop's language tag.
     pub lang: String,
-    /// The shop's name.
     pub shop_name: String,
     /// The customer's first name, if known.
     pub first_name: Option<String>,
-    /// Their username.
     pub username: String,
-    /// The reset link.
     pub reset_url: String,
     /// When it stops working, in the shop's time zone.
     pub expires_at: String,
-    /// The shop's email.
     pub shop_email: Option<String>,
-    /// The shop's phone.
     pub shop_phone: Option<String>,
 }
 
@@ -87,25 +79,20 @@ pub struct ResetContext {
 pub struct ChangedContext {
     /// The shop's language tag.
     pub lang: String,
-    /// The shop's name.
     pub shop_name: String,
     /// The customer's first name, if known.
     pub first_name: Option<String>,
-    /// Their username.
     pub username: String,
     /// When the password changed, in the shop's time zone.
     pub changed_at: String,
     /// The login page (with its "forgot password" link).
     pub login_url: String,
-    /// The shop's email.
     pub shop_email: Option<String>,
-    /// The shop's phone.
     pub shop_phone: Option<String>,
 }
 
 /// Who an email is to and from.
 pub struct Envelope<'a> {
-    /// The address.
     pub to: &'a str,
     /// The customer's first name.
     pub to_name: Option<String>,

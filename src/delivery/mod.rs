@@ -24,13 +24,10 @@ use crate::{clock::Clock, config::Settings, db::Database, sealing::Sealer, templ
 
 /// A rendered message.
 pub enum Composed {
-    /// An email.
     Email(Box<email::Email>),
-    /// An SMS.
     Sms {
         /// The number in E.164 form.
         to: String,
-        /// The text.
         body: String,
     },
 }

@@ -28,14 +28,10 @@ pub enum SmsGateway {
         account_sid: String,
         /// Basic-auth password.
         auth_token: Secret,
-        /// The sender.
         from: String,
     },
     /// Files in a folder (the embedded default).
-    Files {
-        /// The folder.
-        dir: PathBuf,
-    },
+    Files { dir: PathBuf },
 }
 
 impl SmsGateway {

@@ -3,9 +3,7 @@
 /// Email (an invitation with the set-up and login links) or SMS (an invitation with the set-up link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
-    /// By email.
     Email,
-    /// By SMS.
     Sms,
 }
 

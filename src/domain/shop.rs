@@ -7,13 +7,10 @@ use chrono::{DateTime, Utc};
 /// The host's subscription tiers, in ascending order (contract §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SubscriptionTier {
-    /// The entry tier.
     Bronze,
-    /// Above bronze.
     Silver,
     /// The tier the Customer Portal needs.
     Gold,
-    /// Above gold.
     Platinum,
 }
 

@@ -24,7 +24,6 @@ pub struct Model {
     pub version: i64,
     /// Set when the host deleted the customer; the row is then a tombstone.
     pub deleted_at: Option<i64>,
-    /// Last changed.
     pub updated_at: i64,
 }
 

@@ -6,12 +6,9 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "invitations")]
 pub struct Model {
-    /// Our id.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    /// The shop.
     pub shop_id: String,
-    /// The customer invited.
     pub customer_id: String,
     /// The account it sets up.
     pub account_id: String,
@@ -27,11 +24,9 @@ pub struct Model {
     pub answer: Option<String>,
     /// Why delivery failed for good.
     pub failure: Option<String>,
-    /// Issued.
     pub created_at: i64,
     /// Accepted by the mail server or SMS gateway.
     pub sent_at: Option<i64>,
-    /// Given up.
     pub failed_at: Option<i64>,
 }
 

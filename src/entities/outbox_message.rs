@@ -6,10 +6,8 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "outbox")]
 pub struct Model {
-    /// Our id.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    /// The shop.
     pub shop_id: String,
     /// The customer it is for.
     pub customer_id: Option<String>,
@@ -19,13 +17,11 @@ pub struct Model {
     pub channel: String,
     /// Address or number; cleared once delivered or given up.
     pub recipient: Option<String>,
-    /// The invitation it delivers.
     pub invitation_id: Option<String>,
     /// The token whose link it carries.
     pub token_id: Option<String>,
     /// `pending`, `sent`, `failed` or `cancelled`.
     pub status: String,
-    /// Attempts made.
     pub attempts: i32,
     /// Not before then.
     pub next_attempt_at: i64,
@@ -39,7 +35,6 @@ pub struct Model {
     pub sealed_token: Option<String>,
     /// The last failure, for operators.
     pub last_error: Option<String>,
-    /// Queued.
     pub created_at: i64,
     /// Accepted by the server or gateway.
     pub sent_at: Option<i64>,

@@ -6,10 +6,8 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "portal_accounts")]
 pub struct Model {
-    /// Our id.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    /// The shop (tenant).
     pub shop_id: String,
     /// The customer who owns it.
     pub customer_id: String,
@@ -19,9 +17,7 @@ pub struct Model {
     pub password_hash: Option<String>,
     /// When the password was last set.
     pub password_changed_at: Option<i64>,
-    /// Created.
     pub created_at: i64,
-    /// Last changed.
     pub updated_at: i64,
 }
 

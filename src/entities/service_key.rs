@@ -11,7 +11,6 @@ pub struct Model {
     pub name: String,
     /// Base64 of the key's bytes.
     pub key_material: String,
-    /// When it was made.
     pub created_at: i64,
 }
 

@@ -9,11 +9,9 @@ pub struct Model {
     /// SHA-256 of the id in the cookie, hex.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id_hash: String,
-    /// Whose.
     pub account_id: String,
     /// Which shop's portal (sessions never cross shops).
     pub shop_id: String,
-    /// Started.
     pub created_at: i64,
     /// Last request (for the idle timeout).
     pub last_seen_at: i64,

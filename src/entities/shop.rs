@@ -33,7 +33,6 @@ pub struct Model {
     pub erase_due_at: Option<i64>,
     /// First seen.
     pub created_at: i64,
-    /// Last changed.
     pub updated_at: i64,
 }
 

@@ -6,7 +6,6 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tokens")]
 pub struct Model {
-    /// Our id.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     /// The shop it is bound to.
@@ -21,11 +20,9 @@ pub struct Model {
     pub invitation_id: Option<String>,
     /// Not valid from then on.
     pub expires_at: i64,
-    /// Consumed.
     pub used_at: Option<i64>,
     /// Killed before use (address changed, delivery failed, superseded).
     pub revoked_at: Option<i64>,
-    /// Issued.
     pub created_at: i64,
 }
 

@@ -21,7 +21,6 @@ pub struct Model {
     pub status: Option<i16>,
     /// The exact body answered.
     pub response_body: Option<String>,
-    /// When it first arrived.
     pub received_at: i64,
 }
 

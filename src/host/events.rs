@@ -28,7 +28,6 @@ pub struct RawEnvelope<'a> {
     pub event_type: String,
     /// When the event happened on the host.
     pub timestamp: DateTime<Utc>,
-    /// The shop concerned.
     pub shop_id: String,
     /// The event's data, still unparsed.
     #[serde(borrow)]

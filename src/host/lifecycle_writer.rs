@@ -29,17 +29,12 @@ const MAX_BATCH: usize = 256;
 /// A verified, parsed event, ready to apply.
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
-    /// The message id.
     pub id: WebhookId,
-    /// Its type.
     pub kind: LifecycleEventType,
-    /// The shop.
     pub shop_id: ShopId,
     /// When it happened on the host.
     pub occurred_at: DateTime<Utc>,
-    /// What it says.
     pub event: ShopEvent,
-    /// When it arrived.
     pub now: DateTime<Utc>,
 }
 

@@ -15,11 +15,8 @@ pub const TITLE: &str = "Send Customer Portal Invitation";
 
 /// What the texts need to know about the shop and the customer.
 pub struct Audience<'a> {
-    /// The shop, if known.
     pub shop: Option<&'a shop::Model>,
-    /// The customer, if known.
     pub customer: Option<&'a customer::Model>,
-    /// The shop's login page.
     pub login_url: String,
 }
 

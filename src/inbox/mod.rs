@@ -43,7 +43,6 @@ pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// The answer given to a message, kept to give it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswer {
-    /// HTTP status.
     pub status: u16,
     /// Exact body bytes (UTF-8 JSON or empty).
     pub body: String,
@@ -71,15 +70,12 @@ pub enum Claim {
 /// Who a message is about, kept beside its answer so erasure can find it.
 #[derive(Debug, Clone)]
 pub struct MessageInfo<'a> {
-    /// The message id.
     pub id: &'a WebhookId,
     /// The route that received it.
     pub endpoint: Endpoint,
     /// The envelope's `type`.
     pub event_type: &'a str,
-    /// The shop.
     pub shop_id: &'a ShopId,
-    /// The customer, if any.
     pub customer_id: Option<&'a CustomerId>,
 }
 

@@ -48,7 +48,6 @@ impl World {
 pub struct Facts<'a> {
     /// The shop, if it ever installed the plugin.
     pub shop: Option<&'a shop::Model>,
-    /// The customer as stored.
     pub customer: Option<&'a customer::Model>,
     /// The customer's invitation that did not fail, if any.
     pub invitation: Option<&'a invitation::Model>,
@@ -69,14 +68,12 @@ pub enum Refusal {
     EmailMissing,
     /// Invited before, and the message was accepted for delivery.
     AlreadySent {
-        /// How.
         channel: Channel,
         /// When it was accepted.
         sent_at: DateTime<Utc>,
     },
     /// Invited before; delivery is still being retried.
     StillQueued {
-        /// How.
         channel: Channel,
         /// When it was issued.
         issued_at: DateTime<Utc>,

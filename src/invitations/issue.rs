@@ -23,7 +23,6 @@ pub struct IssueRequest<'a> {
     pub customer_id: &'a CustomerId,
     /// Their email: the username.
     pub email: &'a EmailAddress,
-    /// How to send it.
     pub channel: Channel,
     /// The address or number to send it to.
     pub recipient: &'a str,
@@ -41,7 +40,6 @@ pub struct IssueRequest<'a> {
 
 /// What was issued.
 pub struct Issued {
-    /// The invitation.
     pub invitation: invitation::Model,
     /// Its outbox row, leased to the caller for the first attempt.
     pub message: outbox_message::Model,

@@ -116,36 +116,26 @@ impl MessageKind {
 /// The link a message carries: its token's row and its value, to be sealed into the message.
 #[derive(Clone, Copy)]
 pub struct Link<'a> {
-    /// The token's row.
     pub token_id: &'a str,
     /// Its value in clear (kept only sealed).
     pub token: &'a RawToken,
-    /// The outbox key.
     pub sealer: &'a Sealer,
 }
 
 /// A message to queue.
 pub struct NewMessage<'a> {
-    /// The shop.
     pub shop_id: &'a str,
-    /// The customer.
     pub customer_id: Option<&'a str>,
-    /// What it is.
     pub kind: MessageKind,
-    /// How it goes.
     pub channel: Channel,
-    /// Where it goes.
     pub recipient: &'a str,
-    /// The invitation it delivers.
     pub invitation_id: Option<&'a str>,
-    /// The link it carries.
     pub link: Option<Link<'a>>,
 }
 
 /// Who makes a message's first attempt right away, and for how long it holds the lease.
 #[derive(Debug, Clone)]
 pub struct FirstAttempt {
-    /// The instance.
     pub owner: String,
     /// The lease (see [`lease_for`]).
     pub lease: TimeDelta,
@@ -219,21 +209,14 @@ pub enum Attempt {
         retry_after: Option<Duration>,
     },
     /// Rejected for good (5xx from SMTP, 4xx from the gateway).
-    Permanent {
-        /// Why.
-        reason: String,
-    },
+    Permanent { reason: String },
     /// Nothing to send any more (the token was used or revoked, the invitation abandoned).
-    Cancelled {
-        /// Why.
-        reason: String,
-    },
+    Cancelled { reason: String },
 }
 
 /// What became of the message after an attempt was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// Delivered.
     Sent,
     /// Will be retried at this time.
     Retrying(DateTime<Utc>),

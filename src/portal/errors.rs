@@ -28,18 +28,10 @@ pub enum PortalError {
     FormRejected(Option<Box<shop::Model>>),
     /// Too many failed logins: wait.
     #[error("too many attempts")]
-    Throttled {
-        shop: Box<shop::Model>,
-        /// How long to wait.
-        retry_after: Duration,
-    },
+    Throttled { shop: Box<shop::Model>, retry_after: Duration },
     /// Too many reset requests from this client: wait.
     #[error("too many reset requests")]
-    ResetsThrottled {
-        shop: Box<shop::Model>,
-        /// How long to wait.
-        retry_after: Duration,
-    },
+    ResetsThrottled { shop: Box<shop::Model>, retry_after: Duration },
     /// Password hashing is at capacity: retry in a moment.
     #[error("busy")]
     Busy(Option<Box<shop::Model>>),

@@ -20,7 +20,6 @@ const MAX_ENTRIES: usize = 10_000;
 /// A shop (or the fact that there is none) and when it was read.
 type Entry = (Instant, Option<Arc<shop::Model>>);
 
-/// See the module documentation.
 #[derive(Default)]
 pub struct ShopCache {
     entries: RwLock<HashMap<String, Entry>>,

@@ -28,7 +28,6 @@ pub const ERASURE_GRACE: TimeDelta = TimeDelta::hours(48);
 /// What became of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// Stored.
     Stored,
     /// Ignored: we already hold this or a newer version.
     Stale,

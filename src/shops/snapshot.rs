@@ -10,11 +10,9 @@ pub const MAX_PHONE: usize = 40;
 /// A shop as the host last described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShopSnapshot {
-    /// The host's id.
     pub id: ShopId,
     /// Display name, e.g. "Southside Auto Care".
     pub name: Text,
-    /// The subscription tier.
     pub tier: SubscriptionTier,
     /// Whether the Customer Portal is activated on the host.
     pub portal_active: bool,
@@ -35,9 +33,7 @@ pub struct ShopSnapshot {
 pub struct CustomerSnapshot {
     /// The host's id, unique within the shop.
     pub id: CustomerId,
-    /// Given name.
     pub first_name: Option<Text>,
-    /// Family name.
     pub last_name: Option<Text>,
     /// Email address: the portal username.
     pub email: Option<EmailAddress>,

@@ -11,17 +11,7 @@ use std::{
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "values and pure code",
-        &[
-            "clock",
-            "config",
-            "domain",
-            "entities",
-            "links",
-            "random",
-            "sealing",
-            "signature",
-            "templates",
-        ],
+        &["clock", "config", "domain", "entities", "links", "random", "sealing", "signature", "templates"],
     ),
     ("persistence mechanisms", &["db", "inbox", "outbox", "tokens"]),
     ("the domain", &["accounts", "invitations", "shops"]),

@@ -22,7 +22,6 @@ use crate::{entities::shop, links};
 pub struct Base {
     /// `<html lang>`: the shop's locale.
     pub lang: String,
-    /// The page's title.
     pub title: String,
     /// The shop's name, if the page belongs to a shop.
     pub shop_name: Option<String>,
@@ -30,7 +29,6 @@ pub struct Base {
     pub shop_phone: Option<String>,
     /// The shop's email, for "contact the shop".
     pub shop_email: Option<String>,
-    /// The shop's login page.
     pub login_url: Option<String>,
     /// The shop's "forgot password" page.
     pub forgot_url: Option<String>,
@@ -71,7 +69,6 @@ pub struct Notice {
     /// Layout.
     #[serde(flatten)]
     pub base: Base,
-    /// The heading.
     pub heading: String,
     /// What happened and what to do.
     pub text: String,
