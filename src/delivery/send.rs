@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     clock::from_millis,
-    domain::{Channel, TimeZone},
+    domain::Channel,
     entities::{customer, invitation, outbox_message, portal_account, shop, token},
     invitations::{InvitationStatus, state},
     links,
@@ -151,7 +151,7 @@ async fn prepare(
                 first_name: customer.first_name.clone(),
                 username: account.username.clone(),
                 reset_url: links::reset(&delivery.public_url, &shop.id, &raw),
-                expires_at: zone(&shop).describe(expires_at),
+                expires_at: shop.time_zone().describe(expires_at),
                 shop_email: shop.email.clone(),
                 shop_phone: shop.phone.clone(),
             };
@@ -172,7 +172,7 @@ async fn prepare(
                 shop_name: shop.name.clone(),
                 first_name: customer.first_name.clone(),
                 username: account.username.clone(),
-                changed_at: zone(&shop).describe(from_millis(message.created_at)),
+                changed_at: shop.time_zone().describe(from_millis(message.created_at)),
                 login_url: links::login(&delivery.public_url, &shop.id),
                 shop_email: shop.email.clone(),
                 shop_phone: shop.phone.clone(),
@@ -181,10 +181,6 @@ async fn prepare(
         }
         None => Err(cancel("this message kind is not sent by this version")),
     }
-}
-
-fn zone(shop: &shop::Model) -> TimeZone {
-    TimeZone::or_utc(&shop.timezone)
 }
 
 /// An account email (reset, changed) rendered for the customer.
@@ -282,7 +278,7 @@ pub fn compose_invitation(
         username: username.to_owned(),
         setup_url: links::setup(public, &shop.id, raw),
         login_url: links::login(public, &shop.id),
-        expires_at: zone(shop).describe(expires_at),
+        expires_at: shop.time_zone().describe(expires_at),
         shop_email: shop.email.clone(),
         shop_phone: shop.phone.clone(),
     };

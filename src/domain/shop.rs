@@ -90,9 +90,13 @@ impl TimeZone {
         format!("{} ({})", local.format("%A %-d %B %Y at %-I:%M %p %Z"), self.name())
     }
 
+    pub fn utc() -> Self {
+        Self(chrono_tz::UTC)
+    }
+
     /// The shop's stored zone, or UTC when it cannot be read (a row older than the checks).
     pub fn or_utc(stored: &str) -> Self {
-        Self::parse(stored).unwrap_or(Self(chrono_tz::UTC))
+        Self::parse(stored).unwrap_or_else(|_| Self::utc())
     }
 }
 

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::{SubscriptionTier, TimeZone};
+
 /// One row of `shops`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "shops")]
@@ -40,3 +42,22 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+// The row's checked values, read once here instead of re-parsed by every rule.
+impl Model {
+    /// `None` for a tier this version does not know.
+    pub fn tier(&self) -> Option<SubscriptionTier> {
+        self.subscription_tier.parse().ok()
+    }
+
+    /// UTC when the stored name cannot be read (a row older than the checks).
+    pub fn time_zone(&self) -> TimeZone {
+        TimeZone::or_utc(&self.timezone)
+    }
+
+    /// Whether the shop serves its Customer Portal now: installed, on a tier that includes it, and
+    /// activated. (The star-menu rules check the same three, one refusal each.)
+    pub fn serves_portal(&self) -> bool {
+        self.installed && self.portal_active && self.tier().is_some_and(SubscriptionTier::includes_portal)
+    }
+}

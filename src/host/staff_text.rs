@@ -22,7 +22,7 @@ pub struct Audience<'a> {
 
 impl Audience<'_> {
     fn zone(&self) -> TimeZone {
-        TimeZone::or_utc(self.shop.map_or("UTC", |s| s.timezone.as_str()))
+        self.shop.map_or_else(TimeZone::utc, shop::Model::time_zone)
     }
 
     /// "Jana", or "the customer" when the profile has no first name.

@@ -95,7 +95,7 @@ pub struct Eligible {
 /// then the profile, then the invitation's history.
 pub fn evaluate(facts: &Facts<'_>) -> Result<Eligible, Refusal> {
     let shop = facts.shop.filter(|s| s.installed).ok_or(Refusal::ShopNotInstalled)?;
-    let tier: SubscriptionTier = shop.subscription_tier.parse().map_err(|_| Refusal::ShopNotInstalled)?;
+    let tier = shop.tier().ok_or(Refusal::ShopNotInstalled)?;
     if !tier.includes_portal() {
         return Err(Refusal::TierInsufficient(tier));
     }

@@ -12,7 +12,7 @@ use crate::{
     clock::Clock,
     config::PortalSettings,
     db::{Database, keys::ServiceKey},
-    domain::{ShopId, SubscriptionTier},
+    domain::ShopId,
     entities::shop,
     shops::cache::ShopCache,
     templates::Templates,
@@ -73,14 +73,7 @@ impl Deref for PortalContext {
     }
 }
 
-/// Whether the shop serves its portal now: installed, on gold or above, and activated.
-pub fn portal_available(shop: &shop::Model) -> bool {
-    shop.installed
-        && shop.portal_active
-        && shop.subscription_tier.parse::<SubscriptionTier>().is_ok_and(SubscriptionTier::includes_portal)
-}
-
 /// The shop back if its portal is available; the "not available" page otherwise.
 pub(super) fn require_available(shop: shop::Model) -> Result<shop::Model, PortalError> {
-    if portal_available(&shop) { Ok(shop) } else { Err(PortalError::Unavailable(Box::new(shop))) }
+    if shop.serves_portal() { Ok(shop) } else { Err(PortalError::Unavailable(Box::new(shop))) }
 }
