@@ -1,7 +1,8 @@
 //! The fast path for a SQLite batch made only of `customer.updated` (a bulk import): a handful of
 //! statements for the whole batch instead of several per event. It reads which messages were already
-//! answered, the shops and the stored customers in one query each, applies the version rule in memory
-//! in arrival order, then writes every claim and every customer in one statement each.
+//! answered (through the inbox), the shops and the stored customers in one query each, applies the
+//! version rule in memory in arrival order, then writes every claim (through the inbox) and every
+//! customer in one statement each.
 //!
 //! Reading first and writing after is safe only because the batch holds SQLite's single write lock:
 //! nobody else can write in between. Anything unusual (another event type, an unknown shop, a message
@@ -9,21 +10,23 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::{
     lifecycle_writer::{Outcome, PendingEvent},
     problem::HostError,
 };
 use crate::{
-    clock::to_millis,
-    entities::{customer, shop, webhook_message},
-    inbox::{Endpoint, StoredAnswer},
+    domain::WebhookId,
+    entities::{customer, shop},
+    inbox::{self, Endpoint, MessageInfo, StoredAnswer},
     invitations,
     shops::{Applied, ShopEvent, records, snapshot::CustomerSnapshot},
 };
 
-/// SQLite allows 32 766 bound values in one statement; stay well below with every multi-row write.
+/// SQLite allows 32 766 bound values in one statement; stay well below with every multi-row read and
+/// write (the inbox chunks its claims the same way).
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Applies a batch of `customer.updated` events; `Ok(None)` when the batch is not one (the caller then
@@ -44,24 +47,8 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     }
 
     // Messages answered before.
-    let ids: Vec<String> = events.iter().map(|e| e.id.as_str().to_owned()).collect();
-    let mut answered: HashMap<String, StoredAnswer> = HashMap::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        for row in webhook_message::Entity::find()
-            .filter(webhook_message::Column::Id.is_in(chunk.to_vec()))
-            .all(txn)
-            .await?
-        {
-            let Some(status) = row.status else { return Ok(None) };
-            answered.insert(
-                row.id,
-                StoredAnswer {
-                    status: u16::try_from(status).unwrap_or(500),
-                    body: row.response_body.unwrap_or_default(),
-                },
-            );
-        }
-    }
+    let ids: Vec<&WebhookId> = events.iter().map(|e| &e.id).collect();
+    let Some(answered) = inbox::answered_among(txn, &ids).await? else { return Ok(None) };
 
     let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
     let mut fresh: Vec<usize> = Vec::new();
@@ -96,28 +83,21 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     }
 
     // One claim per fresh message, answered 204: the transaction commits them all or none.
-    let claims: Vec<webhook_message::ActiveModel> = fresh
+    let claims: Vec<(MessageInfo<'_>, DateTime<Utc>)> = fresh
         .iter()
         .map(|&i| {
             let (pending, snapshot) = updates[i];
-            webhook_message::ActiveModel {
-                id: Set(pending.id.as_str().to_owned()),
-                endpoint: Set(Endpoint::Lifecycle.as_str().to_owned()),
-                event_type: Set(pending.kind.name().to_owned()),
-                shop_id: Set(Some(pending.shop_id.as_str().to_owned())),
-                customer_id: Set(Some(snapshot.id.as_str().to_owned())),
-                status: Set(Some(204)),
-                response_body: Set(Some(String::new())),
-                received_at: Set(to_millis(pending.now)),
-            }
+            let info = MessageInfo {
+                id: &pending.id,
+                endpoint: Endpoint::Lifecycle,
+                event_type: pending.kind.name(),
+                shop_id: &pending.shop_id,
+                customer_id: Some(&snapshot.id),
+            };
+            (info, pending.now)
         })
         .collect();
-    for chunk in claims.chunks(ROWS_PER_STATEMENT) {
-        webhook_message::Entity::insert_many(chunk.to_vec())
-            .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
-            .exec_without_returning(txn)
-            .await?;
-    }
+    inbox::claim_many_answered(txn, &claims, &StoredAnswer::no_content()).await?;
 
     for shop_id in shop_ids {
         let shop = &shops[&shop_id];

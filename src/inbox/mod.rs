@@ -8,6 +8,8 @@
 //! the row; on SQLite writers take turns. If the first transaction rolls back, its claim goes with it
 //! and the next copy does the work.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 
@@ -106,17 +108,7 @@ async fn claim_with<C: ConnectionTrait>(
     answer: Option<&StoredAnswer>,
     now: DateTime<Utc>,
 ) -> Result<Claim, DbErr> {
-    let row = webhook_message::ActiveModel {
-        id: Set(info.id.as_str().to_owned()),
-        endpoint: Set(info.endpoint.as_str().to_owned()),
-        event_type: Set(info.event_type.to_owned()),
-        shop_id: Set(Some(info.shop_id.as_str().to_owned())),
-        customer_id: Set(info.customer_id.map(|c| c.as_str().to_owned())),
-        status: Set(answer.map(|a| a.status as i16)),
-        response_body: Set(answer.map(|a| a.body.clone())),
-        received_at: Set(to_millis(now)),
-    };
-    let inserted = webhook_message::Entity::insert(row)
+    let inserted = webhook_message::Entity::insert(claim_row(info, answer, now))
         .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
         .exec_without_returning(conn)
         .await?;
@@ -127,13 +119,78 @@ async fn claim_with<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("webhook message {} vanished", info.id)))?;
-    Ok(match (stored.status, stored.response_body) {
-        (Some(status), body) => Claim::Answered(StoredAnswer {
-            status: u16::try_from(status).unwrap_or(500),
-            body: body.unwrap_or_default(),
-        }),
-        (None, _) => Claim::InProgress,
+    Ok(match answer_of(stored) {
+        Some(answer) => Claim::Answered(answer),
+        None => Claim::InProgress,
     })
+}
+
+/// The row that claims a message (and, with `answer`, answers it).
+fn claim_row(
+    info: &MessageInfo<'_>,
+    answer: Option<&StoredAnswer>,
+    now: DateTime<Utc>,
+) -> webhook_message::ActiveModel {
+    webhook_message::ActiveModel {
+        id: Set(info.id.as_str().to_owned()),
+        endpoint: Set(info.endpoint.as_str().to_owned()),
+        event_type: Set(info.event_type.to_owned()),
+        shop_id: Set(Some(info.shop_id.as_str().to_owned())),
+        customer_id: Set(info.customer_id.map(|c| c.as_str().to_owned())),
+        status: Set(answer.map(|a| a.status as i16)),
+        response_body: Set(answer.map(|a| a.body.clone())),
+        received_at: Set(to_millis(now)),
+    }
+}
+
+/// The answer a stored message got, if it has one yet.
+fn answer_of(row: webhook_message::Model) -> Option<StoredAnswer> {
+    row.status.map(|status| StoredAnswer {
+        status: u16::try_from(status).unwrap_or(500),
+        body: row.response_body.unwrap_or_default(),
+    })
+}
+
+/// SQLite allows 32 766 bound values in one statement; the bulk claims stay well below.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// For a batch of messages whose answers are known before they are processed: the answers of those
+/// among `ids` answered before, read in one statement per 500 ids. `None` if one of them is claimed
+/// but not answered yet (a request still at work on it): the caller then takes them one by one.
+pub async fn answered_among<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[&WebhookId],
+) -> Result<Option<HashMap<String, StoredAnswer>>, DbErr> {
+    let mut answered = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let rows = webhook_message::Entity::find()
+            .filter(webhook_message::Column::Id.is_in(chunk.iter().map(|id| id.as_str())))
+            .all(conn)
+            .await?;
+        for row in rows {
+            let id = row.id.clone();
+            let Some(answer) = answer_of(row) else { return Ok(None) };
+            answered.insert(id, answer);
+        }
+    }
+    Ok(Some(answered))
+}
+
+/// Like [`claim_answered`] for many messages at once (none of them answered before: see
+/// [`answered_among`]), each received at its own time: one insert per 500 messages.
+pub async fn claim_many_answered<C: ConnectionTrait>(
+    conn: &C,
+    messages: &[(MessageInfo<'_>, DateTime<Utc>)],
+    answer: &StoredAnswer,
+) -> Result<(), DbErr> {
+    for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|(info, now)| claim_row(info, Some(answer), *now));
+        webhook_message::Entity::insert_many(rows)
+            .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The stored answer of a message, if it has one yet.
@@ -142,12 +199,7 @@ pub async fn stored_answer<C: ConnectionTrait>(
     id: &WebhookId,
 ) -> Result<Option<StoredAnswer>, DbErr> {
     let row = webhook_message::Entity::find_by_id(id.as_str()).one(conn).await?;
-    Ok(row.and_then(|r| {
-        r.status.map(|status| StoredAnswer {
-            status: u16::try_from(status).unwrap_or(500),
-            body: r.response_body.unwrap_or_default(),
-        })
-    }))
+    Ok(row.and_then(answer_of))
 }
 
 /// Stores the answer of a claimed message.
