@@ -217,6 +217,33 @@ pub async fn record_answer<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Forgets the answers to star-menu messages about the customer (their text names the customer's
+/// email and mobile). Lifecycle messages stay: their answers are empty, and their ids keep a repeat
+/// of the event (the deletion being applied, say) from being applied again.
+pub async fn forget_customer<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+) -> Result<(), DbErr> {
+    webhook_message::Entity::delete_many()
+        .filter(webhook_message::Column::ShopId.eq(shop_id))
+        .filter(webhook_message::Column::CustomerId.eq(customer_id))
+        .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// [`forget_customer`] for every customer of the shop.
+pub async fn forget_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<(), DbErr> {
+    webhook_message::Entity::delete_many()
+        .filter(webhook_message::Column::ShopId.eq(shop_id))
+        .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Forgets answers older than [`RETENTION`]. Returns how many.
 pub async fn purge_old_answers<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
     let result = webhook_message::Entity::delete_many()

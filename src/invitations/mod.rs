@@ -17,8 +17,8 @@ pub use state::{InvitationStatus, current_invitation, invitation_of_interaction}
 use crate::{
     clock::to_millis,
     domain::{Channel, EmailAddress},
-    entities::{invitation, outbox_message, portal_account, token, webhook_message},
-    inbox::Endpoint,
+    entities::{invitation, outbox_message, portal_account, token},
+    inbox,
     outbox::{self, MessageKind},
     tokens,
 };
@@ -197,32 +197,15 @@ pub async fn erase_customer<C: ConnectionTrait>(
         .filter(portal_account::Column::CustomerId.eq(customer_id))
         .exec(conn)
         .await?;
-    outbox_message::Entity::delete_many()
-        .filter(outbox_message::Column::ShopId.eq(shop_id))
-        .filter(outbox_message::Column::CustomerId.eq(customer_id))
-        .exec(conn)
-        .await?;
-    webhook_message::Entity::delete_many()
-        .filter(webhook_message::Column::ShopId.eq(shop_id))
-        .filter(webhook_message::Column::CustomerId.eq(customer_id))
-        .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(())
+    outbox::erase_customer(conn, shop_id, customer_id).await?;
+    inbox::forget_customer(conn, shop_id, customer_id).await
 }
 
 /// Erases the same for every customer of a shop (after an uninstall); the customers themselves are
 /// deleted by the caller, which cascades to their accounts.
 pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<(), DbErr> {
-    outbox_message::Entity::delete_many()
-        .filter(outbox_message::Column::ShopId.eq(shop_id))
-        .exec(conn)
-        .await?;
-    webhook_message::Entity::delete_many()
-        .filter(webhook_message::Column::ShopId.eq(shop_id))
-        .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
-        .exec(conn)
-        .await?;
+    outbox::erase_shop(conn, shop_id).await?;
+    inbox::forget_shop(conn, shop_id).await?;
     // Accounts go with their customers (foreign key cascade); delete them explicitly as well, so the
     // erasure does not depend on the database enforcing foreign keys.
     portal_account::Entity::delete_many()

@@ -21,7 +21,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
 
 pub use claims::{any_due, claim_due, record, release_leases};
-pub use rows::{cancel, mark_delivered, pending_for_customer, pending_requests_to};
+pub use rows::{
+    cancel, erase_customer, erase_shop, mark_delivered, pending_for_customer, pending_requests_to,
+};
 
 use crate::{
     clock::to_millis,

@@ -1,5 +1,5 @@
-//! Changes to pending messages made outside an attempt: one found delivered after all, messages
-//! cancelled before they went, and the look-ups that find them.
+//! Changes to messages made outside an attempt: one found delivered after all, messages cancelled
+//! before they went, the look-ups that find them, and erasure.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
@@ -80,4 +80,27 @@ pub async fn pending_requests_to<C: ConnectionTrait>(
         .filter(outbox_message::Column::Recipient.is_in(addresses))
         .all(conn)
         .await
+}
+
+/// Erases every message of the customer, whatever its status (an erasure keeps no address).
+pub async fn erase_customer<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+) -> Result<(), DbErr> {
+    outbox_message::Entity::delete_many()
+        .filter(outbox_message::Column::ShopId.eq(shop_id))
+        .filter(outbox_message::Column::CustomerId.eq(customer_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Erases every message of the shop, whatever its status.
+pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<(), DbErr> {
+    outbox_message::Entity::delete_many()
+        .filter(outbox_message::Column::ShopId.eq(shop_id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
