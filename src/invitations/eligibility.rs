@@ -10,6 +10,7 @@ use crate::{
     clock::from_millis,
     domain::{Channel, E164Number, EmailAddress, SubscriptionTier},
     entities::{customer, invitation, shop},
+    inbox::StoredAnswer,
 };
 
 /// The stored shop and customer a request is judged against.
@@ -42,6 +43,16 @@ impl World {
             email_taken,
         }))
     }
+}
+
+/// What claiming a star-menu message found: the world to judge it against, or why not to judge it.
+pub enum Opened {
+    /// First time: the world after the payload's snapshots.
+    Fresh(Box<World>),
+    /// Answered before: give this again.
+    Answered(StoredAnswer),
+    /// Claimed by a request still at work.
+    InProgress,
 }
 
 /// Everything the rules look at.

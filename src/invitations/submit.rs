@@ -14,7 +14,7 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter}
 
 use super::{
     InvitationStatus,
-    eligibility::{Refusal, World},
+    eligibility::{Opened, Refusal, World},
     handoff::{Courier, Handoff, Letter},
     issue::{IssueRequest, Issued, issue_invitation},
     state,
@@ -31,8 +31,8 @@ use crate::{
 
 /// How long the submission waits for the first delivery attempt (the host waits 3 s in all).
 pub const INLINE_BUDGET: Duration = Duration::from_millis(2000);
-/// How long a repeated submission waits for the first one's outcome.
-pub const ANSWER_WAIT: Duration = Duration::from_millis(2500);
+/// How long a repeated submission waits for the first one's outcome (the host waits 3 s in all).
+const ANSWER_WAIT: Duration = Duration::from_millis(2500);
 
 /// A future the edge returns, borrowing the transaction.
 pub type EdgeFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 't>>;
@@ -45,16 +45,6 @@ pub trait Edge: Send + Sync + 'static {
     fn answer(&self, outcome: &Outcome, world: &World) -> StoredAnswer;
     /// In the transaction: stores `answer` as the message's.
     fn store<'t>(&'t self, txn: &'t DatabaseTransaction, answer: &'t StoredAnswer) -> EdgeFuture<'t, ()>;
-}
-
-/// What claiming the message found.
-pub enum Opened {
-    /// First time: the world after the payload's snapshots.
-    Fresh(Box<World>),
-    /// Answered before: give this again.
-    Answered(StoredAnswer),
-    /// Claimed by a request still at work.
-    InProgress,
 }
 
 /// What the staff member asked for.

@@ -31,12 +31,15 @@ use crate::{
     db::lost_a_race,
     domain::{InteractionId, ShopId, WebhookId},
     inbox::{self, Endpoint, MessageInfo, StoredAnswer},
-    invitations::submit::{ANSWER_WAIT, Opened},
+    invitations::eligibility::Opened,
     shops::snapshot::{CustomerSnapshot, ShopSnapshot},
 };
 
 /// The manifest's action key.
 pub const ACTION_KEY: &str = "send-portal-invitation";
+
+/// How long a repeated click waits for the first copy's answer (the host waits 3 s in all).
+const CLICK_WAIT: Duration = Duration::from_millis(2500);
 
 /// The two messages of the action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -208,7 +211,7 @@ async fn invoked<T>(
             Box::pin(async move {
                 let world = match world::open(txn, &id, &action, &shop_id, now).await? {
                     Opened::Fresh(world) => world,
-                    Opened::Answered(answer) => return Ok(Some(answer)),
+                    Opened::Answered(answer) => return Ok(answer),
                     // Claimed by a request still at work: roll back, and wait for its answer.
                     Opened::InProgress => return Err(Clicked::InProgress),
                 };
@@ -216,13 +219,13 @@ async fn invoked<T>(
                     Ok(eligible) => staff_text::dialog(&eligible),
                     Err(refusal) => staff_text::refusal(&refusal, &world::audience(&world, &public_url)),
                 };
-                Ok(Some(store(txn, &id, &response).await?))
+                Ok(store(txn, &id, &response).await?)
             })
         })
         .await;
     match result {
-        Ok(Some(answer)) => Ok(answer),
-        Ok(None) | Err(Clicked::InProgress) => wait_for_message_answer(ctx, &message.verified.id).await,
+        Ok(answer) => Ok(answer),
+        Err(Clicked::InProgress) => wait_for_message_answer(ctx, &message.verified.id).await,
         Err(Clicked::Raced) => Err(HostError::Busy),
         Err(Clicked::Failed(e)) => Err(e),
     }
@@ -245,7 +248,7 @@ impl From<DbErr> for Clicked {
 
 /// Waits for the answer of a message another request is processing.
 async fn wait_for_message_answer(ctx: &HostContext, id: &WebhookId) -> Result<StoredAnswer, HostError> {
-    let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+    let deadline = tokio::time::Instant::now() + CLICK_WAIT;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(answer) = inbox::stored_answer(ctx.db.conn(), id).await? {

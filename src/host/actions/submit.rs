@@ -20,8 +20,8 @@ use crate::{
     },
     inbox::{self, StoredAnswer},
     invitations::{
-        eligibility::World,
-        submit::{self, Edge, EdgeFuture, Means, Opened, Outcome, Submission, SubmitError},
+        eligibility::{Opened, World},
+        submit::{self, Edge, EdgeFuture, Means, Outcome, Submission, SubmitError},
     },
     links,
 };

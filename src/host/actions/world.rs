@@ -10,7 +10,7 @@ use crate::{
     domain::{ShopId, WebhookId},
     host::staff_text::Audience,
     inbox::{self, Claim},
-    invitations::{eligibility::World, submit::Opened},
+    invitations::eligibility::{Opened, World},
     links,
     shops::{self, records},
 };
