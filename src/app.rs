@@ -140,6 +140,7 @@ impl App {
             shops: Arc::clone(&shops),
             lifecycle: Arc::new(LifecycleWriter::start(db.clone())),
             recent_answers: Arc::new(RecentlyAnswered::new(RECENT_ANSWERS)),
+            first_attempt: delivery.first_attempt(),
             courier: delivery.clone(),
             sealer,
         };

@@ -15,8 +15,8 @@ pub mod webhooks;
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    clock::Clock, db::Database, inbox::RecentlyAnswered, invitations::handoff::Courier, sealing::Sealer,
-    shops::cache::ShopCache,
+    clock::Clock, db::Database, inbox::RecentlyAnswered, invitations::handoff::Courier, outbox::FirstAttempt,
+    sealing::Sealer, shops::cache::ShopCache,
 };
 
 /// What the host's endpoints need, built by the app. Cheap to clone.
@@ -36,6 +36,8 @@ pub struct HostContext {
     pub recent_answers: Arc<RecentlyAnswered>,
     /// Makes the first delivery attempt of an invitation (delivery, passed in by the app).
     pub courier: Arc<dyn Courier>,
+    /// Who the courier is in the outbox: an invitation's row starts leased to it.
+    pub first_attempt: FirstAttempt,
     /// Seals the set-up link into the invitation's outbox row.
     pub sealer: Arc<Sealer>,
 }

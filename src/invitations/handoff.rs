@@ -10,21 +10,16 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DbErr, EntityTrait};
 use tokio::sync::Notify;
 
 use crate::{
-    db::Database,
     domain::{Channel, RawToken},
     entities::{customer, outbox_message, shop},
-    outbox::{Attempt, FirstAttempt, OutboxStatus},
+    outbox::Attempt,
 };
 
 /// Delivery, as a submission sees it.
 pub trait Courier: Send + Sync + 'static {
-    /// Who makes first attempts, and how long it holds a message while it does.
-    fn first_attempt(&self) -> FirstAttempt;
-
     /// Renders `letter` and starts its first attempt on a task of its own, which hands the result to
     /// `handoff` (see [`Handoff::offer`]). An error means the invitation could not be rendered.
     fn start(self: Arc<Self>, letter: Letter, handoff: Handoff) -> Result<(), String>;
@@ -104,35 +99,5 @@ impl Drop for GiveUpOnDrop {
         {
             *slot = Slot::GaveUp;
         }
-    }
-}
-
-/// Whether the invitation just committed is still to be sent (`None`), or what to record instead. The
-/// customer's deletion, the shop's uninstall or an email change may have been committed since (on
-/// PostgreSQL they wait only for the invitation's transaction, not for this attempt), and whatever
-/// they cancelled must not go out.
-pub async fn still_to_send(db: &Database, row: &outbox_message::Model) -> Option<Attempt> {
-    let conn = db.conn();
-    let looked = async {
-        let message = outbox_message::Entity::find_by_id(row.id.as_str()).one(conn).await?;
-        let shop = shop::Entity::find_by_id(row.shop_id.as_str()).one(conn).await?;
-        let customer = match &row.customer_id {
-            Some(id) => customer::Entity::find_by_id((row.shop_id.clone(), id.clone())).one(conn).await?,
-            None => None,
-        };
-        Ok::<_, DbErr>(if message.is_none_or(|m| OutboxStatus::of(&m) != Some(OutboxStatus::Pending)) {
-            Some("the message was cancelled or erased before it was sent")
-        } else if shop.is_none_or(|s| !s.installed) {
-            Some("the shop uninstalled the plugin")
-        } else if customer.is_none_or(|c| c.deleted_at.is_some()) {
-            Some("customer deleted")
-        } else {
-            None
-        })
-    };
-    match looked.await {
-        Ok(None) => None,
-        Ok(Some(reason)) => Some(Attempt::Cancelled { reason: reason.to_owned() }),
-        Err(e) => Some(Attempt::Transient { reason: format!("database: {e}"), retry_after: None }),
     }
 }

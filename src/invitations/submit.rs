@@ -4,7 +4,7 @@
 //! transaction, so a resubmission finds both or neither.
 //!
 //! Two parts belong to layers above and are passed in: the host's edge ([`Edge`]: claims the message,
-//! loads the world, words the outcome and stores the answer through the inbox) and delivery
+//! loads the world and words the outcome; the answer is stored here, through the inbox) and delivery
 //! ([`Courier`]: renders and sends).
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -22,10 +22,10 @@ use super::{
 use crate::{
     clock::{Clock, from_millis},
     db::{Database, lost_a_race},
-    domain::{Channel, CustomerId, InteractionId, ShopId},
+    domain::{Channel, CustomerId, InteractionId, ShopId, WebhookId},
     entities::{customer, shop, token},
-    inbox::StoredAnswer,
-    outbox::{self, Attempt, Recorded},
+    inbox::{self, StoredAnswer},
+    outbox::{self, Attempt, FirstAttempt, Recorded},
     sealing::Sealer,
 };
 
@@ -43,12 +43,12 @@ pub trait Edge: Send + Sync + 'static {
     fn open<'t>(&'t self, txn: &'t DatabaseTransaction, now: DateTime<Utc>) -> EdgeFuture<'t, Opened>;
     /// The answer for `outcome`, worded for the staff member.
     fn answer(&self, outcome: &Outcome, world: &World) -> StoredAnswer;
-    /// In the transaction: stores `answer` as the message's.
-    fn store<'t>(&'t self, txn: &'t DatabaseTransaction, answer: &'t StoredAnswer) -> EdgeFuture<'t, ()>;
 }
 
 /// What the staff member asked for.
 pub struct Submission {
+    /// The message that carried it: its answer is stored under this id.
+    pub message_id: WebhookId,
     pub shop_id: ShopId,
     pub customer_id: CustomerId,
     pub interaction_id: InteractionId,
@@ -106,6 +106,8 @@ pub struct Means<'a> {
     /// Seals the set-up link into the outbox row.
     pub sealer: &'a Arc<Sealer>,
     pub courier: &'a Arc<dyn Courier>,
+    /// Who makes the first attempt, and how long it holds the message: the row starts leased to it.
+    pub first_attempt: &'a FirstAttempt,
 }
 
 /// Handles a submission and returns the answer to give (already stored for the message).
@@ -119,7 +121,9 @@ pub async fn submit(
     loop {
         match decide(means, &edge, &submission).await {
             Ok(Step::Answer(answer)) => return Ok(answer),
-            Ok(Step::Issued(issue)) => return first_attempt(means, edge, *issue).await,
+            Ok(Step::Issued(issue)) => {
+                return first_attempt(means, edge, &submission.message_id, *issue).await;
+            }
             Err(Stop::Failed(e)) => return Err(e),
             // Two submissions raced to issue: the loser looks again and finds the winner's invitation.
             Err(Stop::Raced) if !raced => raced = true,
@@ -166,7 +170,7 @@ struct Issue {
 async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submission>) -> Result<Step, Stop> {
     let now = means.clock.now();
     let ttl = means.ttl;
-    let first_attempt = means.courier.first_attempt();
+    let first_attempt = means.first_attempt.clone();
     let (edge, submission, sealer) = (edge.clone(), submission.clone(), means.sealer.clone());
     means
         .db
@@ -185,21 +189,14 @@ async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submis
                 {
                     return match existing.answer {
                         Some(body) => {
-                            let answer = StoredAnswer { status: 200, body };
-                            edge.store(txn, &answer).await?;
-                            Ok(Step::Answer(answer))
+                            answer_with(txn, &submission.message_id, StoredAnswer { status: 200, body }).await
                         }
                         None => Err(Stop::WaitForInteraction),
                     };
                 }
 
                 let refuse = |outcome: Outcome| {
-                    let answer = edge.answer(&outcome, &world);
-                    let edge = edge.clone();
-                    async move {
-                        edge.store(txn, &answer).await?;
-                        Ok(Step::Answer(answer))
-                    }
+                    answer_with(txn, &submission.message_id, edge.answer(&outcome, &world))
                 };
                 let eligible = match world.evaluate(txn).await? {
                     Ok(eligible) => eligible,
@@ -247,11 +244,22 @@ async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submis
         .await
 }
 
+/// Stores `answer` as the message's, and gives it.
+async fn answer_with(
+    txn: &DatabaseTransaction,
+    message_id: &WebhookId,
+    answer: StoredAnswer,
+) -> Result<Step, Stop> {
+    inbox::record_answer(txn, message_id, &answer).await?;
+    Ok(Step::Answer(answer))
+}
+
 /// The first delivery attempt, handed to the courier; the answer says what became of it. The result
 /// and the answer are recorded in one transaction.
 async fn first_attempt(
     means: &Means<'_>,
     edge: Arc<dyn Edge>,
+    message_id: &WebhookId,
     issue: Issue,
 ) -> Result<StoredAnswer, SubmitError> {
     let Issue { issued, to, username, shop, customer } = issue;
@@ -274,7 +282,7 @@ async fn first_attempt(
 
     let world = World { shop: Some(shop), customer: Some(customer) };
     let now = means.clock.now();
-    let (message, logged) = (row.clone(), attempt.clone());
+    let (message, logged, message_id) = (row.clone(), attempt.clone(), message_id.clone());
     let written = means
         .db
         .write(move |txn| {
@@ -291,7 +299,7 @@ async fn first_attempt(
                     _ => Outcome::Queued { to },
                 };
                 let answer = edge.answer(&outcome, &world);
-                edge.store(txn, &answer).await?;
+                inbox::record_answer(txn, &message_id, &answer).await?;
                 state::remember_answer(txn, &invitation.id, &answer.body).await?;
                 Ok::<_, SubmitError>((answer, recorded))
             })

@@ -18,7 +18,7 @@ use crate::{
         problem::HostError,
         staff_text::{self, Audience},
     },
-    inbox::{self, StoredAnswer},
+    inbox::StoredAnswer,
     invitations::{
         eligibility::{Opened, World},
         submit::{self, Edge, EdgeFuture, Means, Outcome, Submission, SubmitError},
@@ -65,10 +65,6 @@ impl Edge for SubmittedMessage {
         };
         StoredAnswer { status: 200, body: response.to_json() }
     }
-
-    fn store<'t>(&'t self, txn: &'t DatabaseTransaction, answer: &'t StoredAnswer) -> EdgeFuture<'t, ()> {
-        Box::pin(inbox::record_answer(txn, &self.id, answer))
-    }
 }
 
 /// Handles a submission: answers it, or issues the invitation and makes the first attempt.
@@ -85,6 +81,7 @@ pub(super) async fn submitted<T>(
         public_url: ctx.public_url.clone(),
     });
     let submission = Arc::new(Submission {
+        message_id: message.verified.id.clone(),
         shop_id: shop_id.clone(),
         customer_id: action.customer.id.clone(),
         interaction_id: action.interaction_id.clone(),
@@ -97,6 +94,7 @@ pub(super) async fn submitted<T>(
         ttl: ctx.invitation_ttl,
         sealer: &ctx.sealer,
         courier: &ctx.courier,
+        first_attempt: &ctx.first_attempt,
     };
     submit::submit(&means, edge, submission).await.map_err(|e| match e {
         SubmitError::Busy => HostError::Busy,
