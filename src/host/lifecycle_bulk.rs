@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::{
-    lifecycle_writer::{Outcome, PendingEvent},
+    lifecycle_writer::{EventOutcome, PendingEvent},
     problem::HostError,
 };
 use crate::{
@@ -34,7 +34,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 pub async fn apply_customer_updates<C: ConnectionTrait>(
     txn: &C,
     events: &[PendingEvent],
-) -> Result<Option<Vec<Outcome>>, HostError> {
+) -> Result<Option<Vec<EventOutcome>>, HostError> {
     let updates: Vec<(&PendingEvent, &CustomerSnapshot)> = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -50,7 +50,7 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     let ids: Vec<&WebhookId> = events.iter().map(|e| &e.id).collect();
     let Some(answered) = inbox::answered_among(txn, &ids).await? else { return Ok(None) };
 
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+    let mut outcomes: Vec<Option<EventOutcome>> = vec![None; events.len()];
     let mut fresh: Vec<usize> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
     for (i, (pending, _)) in updates.iter().enumerate() {

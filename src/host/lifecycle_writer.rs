@@ -39,13 +39,13 @@ pub struct PendingEvent {
 }
 
 /// The answer, and what the event did (`None` for a repeat).
-pub type Outcome = (StoredAnswer, Option<Applied>);
+pub type EventOutcome = (StoredAnswer, Option<Applied>);
 
 /// Claims and applies one event in `txn`.
 pub async fn apply<C: sea_orm::ConnectionTrait>(
     txn: &C,
     pending: &PendingEvent,
-) -> Result<Outcome, HostError> {
+) -> Result<EventOutcome, HostError> {
     let info = MessageInfo {
         id: &pending.id,
         endpoint: Endpoint::Lifecycle,
@@ -70,7 +70,7 @@ pub async fn apply<C: sea_orm::ConnectionTrait>(
     Ok((answer, Some(applied)))
 }
 
-type Job = (PendingEvent, oneshot::Sender<Result<Outcome, HostError>>);
+type Job = (PendingEvent, oneshot::Sender<Result<EventOutcome, HostError>>);
 
 /// Commits lifecycle events: batched on SQLite, one transaction each on PostgreSQL.
 pub struct LifecycleWriter {
@@ -90,7 +90,7 @@ impl LifecycleWriter {
     }
 
     /// Commits one event and returns its outcome once it is durably stored.
-    pub async fn commit(&self, pending: PendingEvent) -> Result<Outcome, HostError> {
+    pub async fn commit(&self, pending: PendingEvent) -> Result<EventOutcome, HostError> {
         match &self.batches {
             Some(batches) => {
                 let (reply, outcome) = oneshot::channel();

@@ -3,9 +3,25 @@
 //! host's budget, and say what became of it. The answer and the attempt's result are recorded in one
 //! transaction, so a resubmission finds both or neither.
 //!
-//! Two parts belong to layers above and are passed in: the host's edge ([`Edge`]: claims the message,
-//! loads the world and words the outcome; the answer is stored here, through the inbox) and delivery
-//! ([`Courier`]: renders and sends).
+//! Two parts belong to layers above and are passed in as traits: the host's side ([`HostSide`]:
+//! claims the message, loads the world and words the outcome) and delivery ([`Courier`]: renders and
+//! sends). One submission, file by file:
+//!
+//! 1. `host/actions/submitted.rs` checks the `dialog.submitted` message, builds the [`Submission`]
+//!    and the [`SubmitDeps`], and calls [`submit`] with itself as the [`HostSide`].
+//! 2. Here, [`submit`] opens one transaction: [`HostSide::open`] (`host/actions/world.rs`) claims
+//!    the message in the `inbox` and applies the payload's snapshots through `shops`; a message or
+//!    interaction answered before gets that answer again.
+//! 3. `eligibility.rs` ([`World::evaluate`]) applies the rules; a refusal is worded by the host's
+//!    side and stored as the message's answer.
+//! 4. `issue.rs` creates the account, the set-up token, the invitation (`state.rs`, pending) and its
+//!    outbox row, leased to the courier ([`SubmitDeps::first_attempt`]); the transaction commits.
+//! 5. `delivery/first_attempt.rs` ([`Courier::start`]) renders the invitation and sends it on a task
+//!    of its own; the result comes back through `handoff.rs` if it arrives within the budget.
+//! 6. `state.rs` ([`state::record_attempt`]) records the result on the `outbox` row and on the
+//!    invitation, in one transaction with the answer (stored in the `inbox`, and kept on the
+//!    invitation for a resubmission). If the result came too late, the courier's task records it
+//!    itself, and the answer says the invitation is queued.
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -34,13 +50,13 @@ pub const INLINE_BUDGET: Duration = Duration::from_millis(2000);
 /// How long a repeated submission waits for the first one's outcome (the host waits 3 s in all).
 const ANSWER_WAIT: Duration = Duration::from_millis(2500);
 
-/// A future the edge returns, borrowing the transaction.
-pub type EdgeFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 't>>;
+/// A future the host's side returns, borrowing the transaction.
+pub type HostFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 't>>;
 
 /// The host's side of a submission.
-pub trait Edge: Send + Sync + 'static {
+pub trait HostSide: Send + Sync + 'static {
     /// In the transaction: claims the message and applies the payload's snapshots.
-    fn open<'t>(&'t self, txn: &'t DatabaseTransaction, now: DateTime<Utc>) -> EdgeFuture<'t, Opened>;
+    fn open<'t>(&'t self, txn: &'t DatabaseTransaction, now: DateTime<Utc>) -> HostFuture<'t, Opened>;
     /// The answer for `outcome`, worded for the staff member.
     fn answer(&self, outcome: &Outcome, world: &World) -> StoredAnswer;
 }
@@ -98,7 +114,7 @@ pub enum SubmitError {
 }
 
 /// What the submission needs from the service.
-pub struct Means<'a> {
+pub struct SubmitDeps<'a> {
     pub db: &'a Database,
     pub clock: &'a Clock,
     /// How long the set-up link works.
@@ -112,17 +128,17 @@ pub struct Means<'a> {
 
 /// Handles a submission and returns the answer to give (already stored for the message).
 pub async fn submit(
-    means: &Means<'_>,
-    edge: Arc<dyn Edge>,
+    deps: &SubmitDeps<'_>,
+    host: Arc<dyn HostSide>,
     submission: Arc<Submission>,
 ) -> Result<StoredAnswer, SubmitError> {
     let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
     let mut raced = false;
     loop {
-        match decide(means, &edge, &submission).await {
+        match decide(deps, &host, &submission).await {
             Ok(Step::Answer(answer)) => return Ok(answer),
             Ok(Step::Issued(issue)) => {
-                return first_attempt(means, edge, &submission.message_id, *issue).await;
+                return first_attempt(deps, host, &submission.message_id, *issue).await;
             }
             Err(Stop::Failed(e)) => return Err(e),
             // Two submissions raced to issue: the loser looks again and finds the winner's invitation.
@@ -131,7 +147,7 @@ pub async fn submit(
             Err(Stop::WaitForInteraction) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(Stop::WaitForInteraction) => return answer_so_far(means, edge.as_ref(), &submission).await,
+            Err(Stop::WaitForInteraction) => return answer_so_far(deps, host.as_ref(), &submission).await,
         }
     }
 }
@@ -167,16 +183,19 @@ struct Issue {
     customer: customer::Model,
 }
 
-async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submission>) -> Result<Step, Stop> {
-    let now = means.clock.now();
-    let ttl = means.ttl;
-    let first_attempt = means.first_attempt.clone();
-    let (edge, submission, sealer) = (edge.clone(), submission.clone(), means.sealer.clone());
-    means
-        .db
+async fn decide(
+    deps: &SubmitDeps<'_>,
+    host: &Arc<dyn HostSide>,
+    submission: &Arc<Submission>,
+) -> Result<Step, Stop> {
+    let now = deps.clock.now();
+    let ttl = deps.ttl;
+    let first_attempt = deps.first_attempt.clone();
+    let (host, submission, sealer) = (host.clone(), submission.clone(), deps.sealer.clone());
+    deps.db
         .write(move |txn| {
             Box::pin(async move {
-                let world = match edge.open(txn, now).await? {
+                let world = match host.open(txn, now).await? {
                     Opened::Fresh(world) => *world,
                     Opened::Answered(answer) => return Ok(Step::Answer(answer)),
                     Opened::InProgress => return Err(Stop::WaitForInteraction),
@@ -196,7 +215,7 @@ async fn decide(means: &Means<'_>, edge: &Arc<dyn Edge>, submission: &Arc<Submis
                 }
 
                 let refuse = |outcome: Outcome| {
-                    answer_with(txn, &submission.message_id, edge.answer(&outcome, &world))
+                    answer_with(txn, &submission.message_id, host.answer(&outcome, &world))
                 };
                 let eligible = match world.evaluate(txn).await? {
                     Ok(eligible) => eligible,
@@ -257,8 +276,8 @@ async fn answer_with(
 /// The first delivery attempt, handed to the courier; the answer says what became of it. The result
 /// and the answer are recorded in one transaction.
 async fn first_attempt(
-    means: &Means<'_>,
-    edge: Arc<dyn Edge>,
+    deps: &SubmitDeps<'_>,
+    host: Arc<dyn HostSide>,
     message_id: &WebhookId,
     issue: Issue,
 ) -> Result<StoredAnswer, SubmitError> {
@@ -275,15 +294,15 @@ async fn first_attempt(
         token,
         expires_at,
     };
-    means.courier.clone().start(letter, handoff.clone()).map_err(SubmitError::Internal)?;
+    deps.courier.clone().start(letter, handoff.clone()).map_err(SubmitError::Internal)?;
     // If the host hangs up while we wait, this future is dropped here: the attempt then records its
     // own result rather than leaving it for nobody (and the row to be sent again).
     let attempt = handoff.wait(INLINE_BUDGET).await;
 
     let world = World { shop: Some(shop), customer: Some(customer) };
-    let now = means.clock.now();
+    let now = deps.clock.now();
     let (message, logged, message_id) = (row.clone(), attempt.clone(), message_id.clone());
-    let written = means
+    let written = deps
         .db
         .write(move |txn| {
             Box::pin(async move {
@@ -298,7 +317,7 @@ async fn first_attempt(
                     _ if matches!(attempt, Some(Attempt::Cancelled { .. })) => Outcome::ChangedMeanwhile,
                     _ => Outcome::Queued { to },
                 };
-                let answer = edge.answer(&outcome, &world);
+                let answer = host.answer(&outcome, &world);
                 inbox::record_answer(txn, &message_id, &answer).await?;
                 state::remember_answer(txn, &invitation.id, &answer.body).await?;
                 Ok::<_, SubmitError>((answer, recorded))
@@ -311,7 +330,7 @@ async fn first_attempt(
             // The answer could not be stored; the attempt's result still must be, or the worker
             // would send again once the lease runs out.
             if let Some(attempt) = logged {
-                state::record_attempt_alone(means.db, &row, attempt, means.clock.now()).await;
+                state::record_attempt_alone(deps.db, &row, attempt, deps.clock.now()).await;
             }
             return Err(error);
         }
@@ -325,11 +344,11 @@ async fn first_attempt(
 /// A repeat of a message (or interaction) whose first processing has not answered within the wait:
 /// answer from the invitation's state, honestly (not stored: the first processing stores its own).
 async fn answer_so_far(
-    means: &Means<'_>,
-    edge: &dyn Edge,
+    deps: &SubmitDeps<'_>,
+    host: &dyn HostSide,
     submission: &Submission,
 ) -> Result<StoredAnswer, SubmitError> {
-    let conn = means.db.conn();
+    let conn = deps.db.conn();
     let shop_id = submission.shop_id.as_str();
     let Some(invitation) =
         state::invitation_of_interaction(conn, shop_id, submission.interaction_id.as_str()).await?
@@ -356,10 +375,10 @@ async fn answer_so_far(
             .one(conn)
             .await?
             .map(|t| from_millis(t.expires_at))
-            .unwrap_or_else(|| means.clock.now());
+            .unwrap_or_else(|| deps.clock.now());
         Outcome::Sent { to, expires_at }
     } else {
         Outcome::Queued { to }
     };
-    Ok(edge.answer(&outcome, &World { shop, customer }))
+    Ok(host.answer(&outcome, &World { shop, customer }))
 }

@@ -6,7 +6,7 @@
 //! sent, queued, or refused. Messages are signed and de-duplicated by `webhook-id` like `/webhooks`;
 //! a resubmission of the same `interaction_id` gets the first outcome and sends nothing.
 
-mod submit;
+mod submitted;
 mod world;
 
 use std::time::Duration;
@@ -166,7 +166,7 @@ pub async fn receive_action<T>(
     let (action, shop_id) = Action::parse(message)?;
     let answer = match action.kind {
         ActionEventType::Invoked => invoked(ctx, message, &action, &shop_id).await,
-        ActionEventType::Submitted => submit::submitted(ctx, message, &action, &shop_id).await,
+        ActionEventType::Submitted => submitted::submitted(ctx, message, &action, &shop_id).await,
     };
     // The payload's shop snapshot may have changed the shop.
     ctx.shops.forget(shop_id.as_str());

@@ -1,7 +1,7 @@
 //! `dialog.submitted` at the edge: what the staff member asked for goes to
-//! [`invitations::submit`](crate::invitations::submit), which decides, issues and hands the first
-//! attempt to delivery; here the message is claimed and the world loaded, and each outcome is worded
-//! for the staff member and stored through the inbox as the message's answer.
+//! [`invitations::submit`](crate::invitations::submit), which decides, issues, hands the first
+//! attempt to delivery and stores the answer; here the message is claimed and the world loaded, and
+//! each outcome is worded for the staff member.
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use crate::{
     inbox::StoredAnswer,
     invitations::{
         eligibility::{Opened, World},
-        submit::{self, Edge, EdgeFuture, Means, Outcome, Submission, SubmitError},
+        submit::{self, HostFuture, HostSide, Outcome, Submission, SubmitDeps, SubmitError},
     },
     links,
 };
@@ -34,8 +34,8 @@ struct SubmittedMessage {
     public_url: url::Url,
 }
 
-impl Edge for SubmittedMessage {
-    fn open<'t>(&'t self, txn: &'t DatabaseTransaction, now: DateTime<Utc>) -> EdgeFuture<'t, Opened> {
+impl HostSide for SubmittedMessage {
+    fn open<'t>(&'t self, txn: &'t DatabaseTransaction, now: DateTime<Utc>) -> HostFuture<'t, Opened> {
         Box::pin(world::open(txn, &self.id, &self.action, &self.shop_id, now))
     }
 
@@ -74,7 +74,7 @@ pub(super) async fn submitted<T>(
     action: &Action,
     shop_id: &ShopId,
 ) -> Result<StoredAnswer, HostError> {
-    let edge = Arc::new(SubmittedMessage {
+    let host = Arc::new(SubmittedMessage {
         id: message.verified.id.clone(),
         action: action.clone(),
         shop_id: shop_id.clone(),
@@ -88,7 +88,7 @@ pub(super) async fn submitted<T>(
         requested_by: action.user_id.clone(),
         channel: action.channel.clone(),
     });
-    let means = Means {
+    let deps = SubmitDeps {
         db: &ctx.db,
         clock: &ctx.clock,
         ttl: ctx.invitation_ttl,
@@ -96,7 +96,7 @@ pub(super) async fn submitted<T>(
         courier: &ctx.courier,
         first_attempt: &ctx.first_attempt,
     };
-    submit::submit(&means, edge, submission).await.map_err(|e| match e {
+    submit::submit(&deps, host, submission).await.map_err(|e| match e {
         SubmitError::Busy => HostError::Busy,
         SubmitError::Db(e) => HostError::from(e),
         SubmitError::Internal(why) => HostError::Internal(why),
