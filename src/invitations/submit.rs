@@ -75,15 +75,22 @@ pub struct Submission {
 }
 
 /// Where an invitation goes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Recipient {
     pub channel: Channel,
     /// The address or number.
     pub address: String,
 }
 
-/// What became of a submission.
-#[derive(Debug)]
+/// Without the address or number: a `?recipient` in a log must not name the customer's.
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipient").field("channel", &self.channel).finish_non_exhaustive()
+    }
+}
+
+/// What became of a submission. Not `Debug`: a rejection's reason may quote the address (a mail
+/// server's "550 <address>: no such user"), and a `?outcome` in a log would leak it.
 pub enum Outcome {
     /// The rules refuse an invitation now.
     Refused(Refusal),
