@@ -13,7 +13,6 @@ pub mod send;
 pub mod sms;
 pub mod worker;
 
-/// Where the portal finds the queue until it names [`crate::outbox`] (remove when the portal moves).
 use std::{sync::Arc, time::Duration};
 
 use chrono::TimeDelta;

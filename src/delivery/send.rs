@@ -20,8 +20,10 @@ use crate::{
     tokens::{self, RawToken},
 };
 
-/// Makes one attempt at `message` (leased to this instance) and records it. `token` is the link's
-/// token in clear when the caller just issued it; otherwise the token gets a fresh value first.
+/// Makes one attempt at `message` (leased to this instance) and records it. The link is the copy
+/// sealed in the row, opened for this attempt, so every attempt sends the same link; `token` gives it
+/// in clear instead, when the caller has it. Only a row queued before links were sealed gets a fresh
+/// value (and a reset asked for on `/forgot` gets its link minted now).
 pub async fn attempt(
     delivery: &Delivery,
     message: &outbox_message::Model,

@@ -1,5 +1,8 @@
-//! The invitation: who may be invited (the rules), issuing one (account, set-up token and outbox row
-//! in one transaction), and keeping it right when the host changes or deletes the customer.
+//! The invitation: who may be invited (the rules: [`eligibility`]), issuing one (account, set-up token
+//! and outbox row in one transaction: `issue`), every change of its state ([`state`]), a star-menu
+//! submission straight through ([`submit`], with the first attempt handed to delivery through
+//! [`handoff`]). Here: keeping it right when the host changes the customer's email, when a password is
+//! set with one of its links, and when the customer or the shop is erased.
 
 pub mod eligibility;
 pub mod handoff;

@@ -2,7 +2,8 @@
 //! (its message accepted for delivery, or its link used although its sender never learned of the
 //! delivery), failed (its message rejected, given up or cancelled: its link dies and a new invitation
 //! may be sent), and the answer its star-menu interaction got. Each runs in the caller's transaction,
-//! beside the outbox change that causes it.
+//! beside the outbox change that causes it, except [`record_attempt_alone`], which takes one of its
+//! own for a sender that holds none (the worker, or a first attempt that outlasted its submission).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{

@@ -90,7 +90,7 @@ impl std::fmt::Debug for Recipient {
 }
 
 /// What became of a submission. Not `Debug`: a rejection's reason may quote the address (a mail
-/// server's "550 <address>: no such user"), and a `?outcome` in a log would leak it.
+/// server's `550 <address>: no such user`), and a `?outcome` in a log would leak it.
 pub enum Outcome {
     /// The rules refuse an invitation now.
     Refused(Refusal),

@@ -1,10 +1,12 @@
 //! `POST /actions/send-portal-invitation`: the star-menu action (contract §6).
 //!
-//! `action.invoked` answers with the email/SMS dialog, or a message saying why no invitation can be
-//! sent. `dialog.submitted` checks every rule again, issues the invitation in one transaction, makes
-//! the first delivery attempt itself within the host's 3-second budget, and answers truthfully:
-//! sent, queued, or refused. Messages are signed and de-duplicated by `webhook-id` like `/webhooks`;
-//! a resubmission of the same `interaction_id` gets the first outcome and sends nothing.
+//! `action.invoked` (here) answers with the email/SMS dialog, or a message saying why no invitation
+//! can be sent. `dialog.submitted` (`submitted.rs`) hands the request to
+//! [`invitations::submit`](crate::invitations::submit), which checks every rule again, issues the
+//! invitation, has delivery make the first attempt within the host's 3-second budget, and answers
+//! truthfully: sent, queued, or refused; this module words the answer. Messages are signed and
+//! de-duplicated by `webhook-id` like `/webhooks`; a resubmission of the same `interaction_id` gets
+//! the first outcome and sends nothing.
 
 mod submitted;
 mod world;
