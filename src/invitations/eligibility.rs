@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::{InvitationStatus, current_invitation, email_taken};
+use super::{InvitationStatus, email_taken, state::current_invitation};
 use crate::{
     clock::from_millis,
     domain::{Channel, E164Number, EmailAddress, SubscriptionTier},
@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The stored shop and customer a request is judged against.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct World {
     /// The shop, if it ever installed the plugin.
     pub shop: Option<shop::Model>,

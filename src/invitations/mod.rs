@@ -6,7 +6,7 @@
 
 pub mod eligibility;
 pub mod handoff;
-pub mod issue;
+mod issue;
 pub mod state;
 pub mod submit;
 
@@ -15,7 +15,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
 };
 
-pub use state::{InvitationStatus, current_invitation, invitation_of_interaction};
+pub use state::InvitationStatus;
 
 use crate::{
     clock::to_millis,
@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Whether another customer of the shop uses `email` as their portal username.
-pub async fn email_taken<C: ConnectionTrait>(
+async fn email_taken<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     customer_id: &str,
@@ -43,7 +43,7 @@ pub async fn email_taken<C: ConnectionTrait>(
 }
 
 /// Makes `email` the account's username.
-pub async fn set_username<C: ConnectionTrait>(
+async fn set_username<C: ConnectionTrait>(
     conn: &C,
     account_id: &str,
     email: &EmailAddress,

@@ -39,8 +39,7 @@ impl InvitationStatus {
         }
     }
 
-    /// Parses the stored form.
-    pub fn parse(value: &str) -> Option<Self> {
+    fn parse(value: &str) -> Option<Self> {
         [Self::Pending, Self::Sent, Self::Failed].into_iter().find(|s| s.as_str() == value)
     }
 
@@ -93,7 +92,7 @@ pub async fn record_attempt_alone(
 /// What a recorded attempt on `message` means for its invitation, if it delivers one: sent once its
 /// message is, failed (its token dead) once its message failed or was cancelled. One whose link was
 /// used meanwhile was delivered, whatever its message says: it is not failed.
-pub async fn after_attempt<C: ConnectionTrait>(
+async fn after_attempt<C: ConnectionTrait>(
     conn: &C,
     message: &outbox_message::Model,
     recorded: &Recorded,

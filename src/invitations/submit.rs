@@ -46,7 +46,7 @@ use crate::{
 };
 
 /// How long the submission waits for the first delivery attempt (the host waits 3 s in all).
-pub const INLINE_BUDGET: Duration = Duration::from_millis(2000);
+const INLINE_BUDGET: Duration = Duration::from_millis(2000);
 /// How long a repeated submission waits for the first one's outcome (the host waits 3 s in all).
 const ANSWER_WAIT: Duration = Duration::from_millis(2500);
 

@@ -96,7 +96,8 @@ pub async fn release_leases<C: ConnectionTrait>(conn: &C, owner: &str) -> Result
 }
 
 /// Records an attempt on a message under the claim it was made with (`message.claim_token`). What it
-/// means for the message's invitation is the caller's to record, in the same transaction.
+/// means for the message's invitation is the caller's to record, in the same transaction: for a row
+/// that carries an invitation, callers go through `invitations::state` (`record_attempt`).
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     message: &outbox_message::Model,

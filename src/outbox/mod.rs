@@ -71,8 +71,7 @@ impl OutboxStatus {
         }
     }
 
-    /// Parses the stored form.
-    pub fn parse(value: &str) -> Option<Self> {
+    fn parse(value: &str) -> Option<Self> {
         [Self::Pending, Self::Sent, Self::Failed, Self::Cancelled].into_iter().find(|s| s.as_str() == value)
     }
 

@@ -8,7 +8,8 @@ use super::{MessageKind, OutboxStatus};
 use crate::{clock::to_millis, entities::outbox_message};
 
 /// Records that a pending message arrived although its sender did not learn it (its link was just
-/// used): sent, with no address and no link kept. Returns whether it was still pending.
+/// used): sent, with no address and no link kept. Returns whether it was still pending. For a row that
+/// carries an invitation, callers go through `invitations::state` (`link_arrived`), which marks it sent.
 pub async fn mark_delivered<C: ConnectionTrait>(
     conn: &C,
     message: &outbox_message::Model,
@@ -29,7 +30,8 @@ pub async fn mark_delivered<C: ConnectionTrait>(
 }
 
 /// Cancels messages not yet delivered (a sender holding one finds it so when it records, and does
-/// not retry); they keep no address and no link. Returns how many were cancelled.
+/// not retry); they keep no address and no link. Returns how many were cancelled. When a row carries
+/// an invitation, callers go through `invitations::state` (`cancel_undelivered`), which fails it.
 pub async fn cancel<C: ConnectionTrait>(
     conn: &C,
     messages: &[outbox_message::Model],
