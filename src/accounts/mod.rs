@@ -11,7 +11,7 @@ pub mod hasher;
 mod links;
 mod login;
 pub mod passwords;
-mod reset;
+pub mod reset;
 pub mod sessions;
 pub mod throttle;
 
