@@ -143,7 +143,7 @@ impl Spent {
         }
     }
 
-    /// Why `token` no longer works at `now`, or `None` if it still does (the rule of [`usable`]).
+    /// Why `token` no longer works at `now`, or `None` if it still does (the rule of `usable`).
     pub fn of(token: &token::Model, now: DateTime<Utc>) -> Option<Self> {
         if token.used_at.is_some() {
             Some(Self::Used)
