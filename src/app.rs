@@ -37,7 +37,7 @@ use crate::{
     maintenance::{self, Jobs},
     manifest::{self, Manifest},
     portal::{self, PortalContext, PortalParts, headers::SecurityHeaders},
-    recover::RecoverPanics,
+    recover::{ErrorPage, RecoverPanics},
     sealing::Sealer,
     telemetry::AccessLog,
 };
@@ -322,7 +322,7 @@ fn routes(
         .and_then(|m| m.for_deployment(public_url))
         .unwrap_or_else(|e| format!("# the embedded manifest is invalid: {e}\n"));
 
-    Route::new()
+    let routes = Route::new()
         .at(
             "/openapi.json",
             make_sync(move |_| poem::Response::builder().content_type("application/json").body(spec.clone())),
@@ -348,9 +348,18 @@ fn routes(
                 async move { portal::not_found(&portal) }
             }
         })
-        .with(SecurityHeaders { hsts: public_url.scheme() == "https" })
-        .with(RecoverPanics { customer_page: Arc::new(move || portal::panic_page(&portal)) })
-        .with(AccessLog)
+        .boxed();
+    guarded(routes, Arc::new(move || portal::panic_page(&portal)), public_url.scheme() == "https")
+}
+
+/// The layers every answer passes through, innermost first: a panic becomes a 500 (the customer's
+/// error page under `/p/`), which then gets the security headers like any answer, and is logged.
+fn guarded(
+    routes: impl poem::Endpoint + 'static,
+    customer_page: ErrorPage,
+    hsts: bool,
+) -> impl poem::Endpoint {
+    routes.with(RecoverPanics { customer_page }).with(SecurityHeaders { hsts }).with(AccessLog)
 }
 
 /// Explains a problem `type` URI to the integrator who follows it.
@@ -380,5 +389,32 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::{Endpoint, Request, Response, http::StatusCode};
+
+    use super::*;
+
+    #[handler]
+    fn boom() -> String {
+        let nothing: Vec<String> = Vec::new();
+        nothing[nothing.len()].clone()
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_a_panic_carries_the_security_headers() {
+        let page: ErrorPage =
+            Arc::new(|| Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body("the page"));
+        let service = guarded(Route::new().at("/p/shop/login", boom), page, true);
+        let answer = service.get_response(Request::builder().uri_str("/p/shop/login").finish()).await;
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        for header in
+            ["content-security-policy", "x-frame-options", "cache-control", "strict-transport-security"]
+        {
+            assert!(answer.headers().contains_key(header), "{header} is missing");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Background housekeeping, driven by the service's [`Clock`](crate::clock::Clock): erasing the
+//! Background housekeeping, driven by the service's [`Clock`]: erasing the
 //! personal data of shops uninstalled for 48 hours, forgetting old webhook answers, removing the
 //! message files of erased messages, and keeping SQLite's WAL file small.
 

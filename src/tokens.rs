@@ -1,5 +1,5 @@
 //! One-time tokens for set-up and password-reset links, the whole mechanism: minted ([`issue`]),
-//! looked up as presented ([`find_usable`]) and redeemed ([`redeem`]) here, and nowhere else. A token
+//! looked up as presented ([`look_up`]) and redeemed ([`redeem`]) here, and nowhere else. A token
 //! is 32 bytes from the OS CSPRNG, URL-safe base64 in the link, and only its SHA-256 in the
 //! database. It is bound to a shop, an account and a purpose, expires, and is redeemed at most once
 //! by a conditional `UPDATE` (`… WHERE used_at IS NULL`), so of many concurrent attempts exactly one
@@ -143,7 +143,7 @@ impl Spent {
         }
     }
 
-    /// Why `token` no longer works at `now`, or `None` if it still does (the rule of [`usable`]).
+    /// Why `token` no longer works at `now`, or `None` if it still does (the rule of `usable`).
     pub fn of(token: &token::Model, now: DateTime<Utc>) -> Option<Self> {
         if token.used_at.is_some() {
             Some(Self::Used)
@@ -171,7 +171,7 @@ pub enum Found {
 /// Looks up the token a link presents, usable or not, in one query either way: a link that once
 /// worked and one that never existed cost the same, and the caller can still tell them apart.
 /// Anything [`RawToken::parse`] refuses is [`Found::Unknown`].
-pub async fn find_usable<C: ConnectionTrait>(
+pub async fn look_up<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     purpose: Purpose,

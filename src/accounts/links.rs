@@ -60,7 +60,7 @@ impl Accounts {
         presented: Presented,
     ) -> Result<Link, AccountError> {
         let conn = self.db.conn();
-        let token = match tokens::find_usable(conn, shop_id, purpose, raw, self.clock.now()).await? {
+        let token = match tokens::look_up(conn, shop_id, purpose, raw, self.clock.now()).await? {
             Found::Usable(token) => token,
             Found::Spent(token, spent) => {
                 if presented == Presented::Submitted {

@@ -1,7 +1,8 @@
 //! The customer accounts' security rules, in one place: logging in (throttled, hashed off the async
 //! threads, rehashed when the hashing parameters change), setting a password with a set-up or reset
-//! link, asking for a reset link without telling who has an account, and sessions. Only this module
-//! writes a password hash.
+//! link, reset links (asking for one without telling who has an account, and, when the sender takes
+//! the request, which account gets one, the hourly cap and where it goes: [`reset`]), and sessions.
+//! Only this module writes a password hash.
 //!
 //! It knows nothing of HTTP. The portal parses a request, calls one function here and renders what
 //! it returns; cookies, CSRF tokens and pages stay the portal's, and an invitation's links are
@@ -11,7 +12,7 @@ pub mod hasher;
 mod links;
 mod login;
 pub mod passwords;
-mod reset;
+pub mod reset;
 pub mod sessions;
 pub mod throttle;
 

@@ -1,21 +1,31 @@
-//! Asking for a reset link ("Forgot your password?"): the same answer, and the same work, whether or
-//! not the address has an account, limited per client network. The request is one outbox row for the
-//! address typed; the sender finds the account, mints the link and sends it, or cancels the row.
+//! Reset links ("Forgot your password?"), both halves. Asking: the same answer, and the same work,
+//! whether or not the address has an account, limited per client network; the request is one outbox
+//! row for the address typed. Minting, when the sender takes that row: the account of the shop whose
+//! username is the typed address, if it has had fewer than [`RESETS_PER_HOUR`] links in the last
+//! hour, gets a reset token, sent to the customer's email; otherwise nothing is sent.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
-use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+};
 
 use super::{
     AccountError, Accounts,
     throttle::{self, Attempt},
 };
 use crate::{
+    clock::to_millis,
     domain::Channel,
     domain::EmailAddress,
+    entities::{customer, portal_account, token},
     outbox::{self, MessageKind, NewMessage},
+    tokens::{self, NewToken, Purpose, RawToken},
 };
+
+/// Reset links sent for one account within an hour, at most.
+pub const RESETS_PER_HOUR: u64 = 3;
 
 impl Accounts {
     /// Queues a reset link for whatever account has `email` in the shop, unless `client`'s network
@@ -67,8 +77,7 @@ impl Accounts {
 
 /// Queues a reset request for whatever account has this email in the shop: one outbox row, the same
 /// write whether or not there is an account, so neither the time taken nor the database's work tells
-/// which addresses have one. The outbox worker looks the account up, applies the per-account cap,
-/// gives the link's token its value and sends, or cancels the row when there is no account.
+/// which addresses have one. The sender decides later, with [`mint_link_for_request`].
 async fn queue_reset<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
@@ -91,4 +100,82 @@ async fn queue_reset<C: ConnectionTrait>(
     )
     .await?;
     Ok(())
+}
+
+/// A reset link minted for a request: its token, and where it goes.
+pub struct MintedLink {
+    pub token_id: String,
+    /// Its value in clear, to be sealed into the request's row.
+    pub token: RawToken,
+    pub customer_id: String,
+    /// The customer's email, or the username when the customer has none.
+    pub recipient: String,
+}
+
+/// Why a reset request gets no link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSent {
+    NoAccount,
+    /// [`RESETS_PER_HOUR`] links were sent for the account in the last hour.
+    Capped,
+}
+
+impl NotSent {
+    /// As recorded on the cancelled row.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NoAccount => "no portal account has the address that was typed",
+            Self::Capped => "reset links for this account are capped for this hour",
+        }
+    }
+}
+
+/// Decides a reset asked for on `/forgot` with the `typed` address, when its sender takes it: the
+/// account of the shop with that username, if any and under the hourly cap, gets a reset token
+/// lasting `ttl`. Runs in the sender's transaction, under its claim on the request, so the token is
+/// kept only if the sender still holds the row when it records the link.
+pub async fn mint_link_for_request<C: ConnectionTrait>(
+    txn: &C,
+    shop_id: &str,
+    typed: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Result<MintedLink, NotSent>, DbErr> {
+    let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::hours(1));
+    let mut find = portal_account::Entity::find()
+        .filter(portal_account::Column::ShopId.eq(shop_id))
+        .filter(portal_account::Column::Username.eq(typed));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Requests for one account are decided one at a time, so the hourly cap holds when several
+        // are attempted at once (SQLite has its single writer).
+        find = find.lock_exclusive();
+    }
+    let Some(account) = find.one(txn).await? else {
+        return Ok(Err(NotSent::NoAccount));
+    };
+    let recent = token::Entity::find()
+        .filter(token::Column::AccountId.eq(account.id.as_str()))
+        .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
+        .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
+        .count(txn)
+        .await?;
+    if recent >= RESETS_PER_HOUR {
+        return Ok(Err(NotSent::Capped));
+    }
+    let (token_id, token) = tokens::issue(
+        txn,
+        NewToken {
+            shop_id,
+            account_id: &account.id,
+            purpose: Purpose::Reset,
+            invitation_id: None,
+            expires_at: now + ttl,
+        },
+        now,
+    )
+    .await?;
+    let customer =
+        customer::Entity::find_by_id((shop_id.to_owned(), account.customer_id.clone())).one(txn).await?;
+    let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| account.username.clone());
+    Ok(Ok(MintedLink { token_id, token, customer_id: account.customer_id, recipient }))
 }

@@ -141,7 +141,7 @@ pub(super) fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
 /// sensible link or session.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
-/// Parses a duration such as `90s`, `30m`, `12h` or `7d`, from one second to [`MAX_DURATION`] (used
+/// Parses a duration such as `90s`, `30m`, `12h` or `7d`, from one second to `MAX_DURATION` (used
 /// by settings with a lifetime).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();

@@ -119,7 +119,7 @@ impl Database {
 
     /// Runs `work` in one write transaction: committed if it returns `Ok`, rolled back otherwise.
     /// Nothing is visible to anyone, and this does not return, before the commit. On SQLite the work
-    /// goes to the single writer, which commits concurrent work together (see [`writer`]).
+    /// goes to the single writer, which commits concurrent work together (see `writer.rs`).
     pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, T, E> + Send + 'static,

@@ -234,3 +234,20 @@ fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::changed_meanwhile;
+
+    #[test]
+    fn the_changed_meanwhile_text_reads_as_one_sentence_pair() {
+        // The code before the restructure stored a stray backslash, a newline and spaces mid-text.
+        let answer: serde_json::Value = serde_json::from_str(&changed_meanwhile().to_json()).unwrap();
+        assert_eq!(
+            answer["message"]["text"],
+            "The invitation was not sent: the customer profile or the shop changed at the same moment. \
+             Refresh the profile and try again."
+        );
+        assert_eq!(answer["response_action"], "close");
+    }
+}

@@ -13,6 +13,7 @@
 //! crash, every pending message is still sent, with the same link (see [`crate::sealing`]).
 
 mod claims;
+mod links;
 mod rows;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
 
 pub use claims::{any_due, claim_due, record, release_leases};
+pub use links::attach_link;
 pub use rows::{
     cancel, erase_customer, erase_shop, mark_delivered, pending_for_customer, pending_requests_to,
 };
