@@ -268,19 +268,26 @@ async fn give_back<C: ConnectionTrait>(conn: &C, held: Held) -> Result<(), DbErr
     }
 }
 
-/// The counter's row, created empty if missing, and locked on PostgreSQL until the commit.
+/// The counter's row, created empty if missing, and locked on PostgreSQL until the commit. On
+/// PostgreSQL the housekeeping may delete a stale row between the insert (which found it there and
+/// did nothing) and the lock: then the row is created again, so the request never fails for it.
 async fn locked_row<C: ConnectionTrait>(conn: &C, key: &str) -> Result<login_throttle::Model, DbErr> {
-    let empty = login_throttle::ActiveModel {
-        key: Set(key.to_owned()),
-        failures: Set(0),
-        last_failure_at: Set(0),
-        blocked_until: Set(0),
-    };
-    login_throttle::Entity::insert(empty)
-        .on_conflict(OnConflict::column(login_throttle::Column::Key).do_nothing().to_owned())
-        .exec_without_returning(conn)
-        .await?;
-    find_locked(conn, key).await?.ok_or_else(|| DbErr::RecordNotFound(format!("throttle counter {key}")))
+    for _ in 0..3 {
+        let empty = login_throttle::ActiveModel {
+            key: Set(key.to_owned()),
+            failures: Set(0),
+            last_failure_at: Set(0),
+            blocked_until: Set(0),
+        };
+        login_throttle::Entity::insert(empty)
+            .on_conflict(OnConflict::column(login_throttle::Column::Key).do_nothing().to_owned())
+            .exec_without_returning(conn)
+            .await?;
+        if let Some(row) = find_locked(conn, key).await? {
+            return Ok(row);
+        }
+    }
+    Err(DbErr::RecordNotFound(format!("throttle counter {key} kept vanishing")))
 }
 
 async fn find_locked<C: ConnectionTrait>(

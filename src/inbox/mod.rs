@@ -108,21 +108,24 @@ async fn claim_with<C: ConnectionTrait>(
     answer: Option<&StoredAnswer>,
     now: DateTime<Utc>,
 ) -> Result<Claim, DbErr> {
-    let inserted = webhook_message::Entity::insert(claim_row(info, answer, now))
-        .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
-        .exec_without_returning(conn)
-        .await?;
-    if inserted == 1 {
-        return Ok(Claim::Fresh);
+    // A stored answer may be deleted between the insert that found it and the read (an erased
+    // customer's answers go with them): then the message is claimed again, as if new.
+    for _ in 0..3 {
+        let inserted = webhook_message::Entity::insert(claim_row(info, answer, now))
+            .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
+            .exec_without_returning(conn)
+            .await?;
+        if inserted == 1 {
+            return Ok(Claim::Fresh);
+        }
+        if let Some(stored) = webhook_message::Entity::find_by_id(info.id.as_str()).one(conn).await? {
+            return Ok(match answer_of(stored) {
+                Some(answer) => Claim::Answered(answer),
+                None => Claim::InProgress,
+            });
+        }
     }
-    let stored = webhook_message::Entity::find_by_id(info.id.as_str())
-        .one(conn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("webhook message {} vanished", info.id)))?;
-    Ok(match answer_of(stored) {
-        Some(answer) => Claim::Answered(answer),
-        None => Claim::InProgress,
-    })
+    Err(DbErr::RecordNotFound(format!("webhook message {} kept vanishing", info.id)))
 }
 
 /// The row that claims a message (and, with `answer`, answers it).
