@@ -35,6 +35,9 @@ const SQLITE_READ_POOL_SIZE: u32 = 3;
 const POSTGRES_POOL_SIZE: u32 = 10;
 /// How long SQLite waits for another process's write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows in one multi-row read or write. SQLite allows 32 766 bound values in one statement; this
+/// stays well below for every table's width.
+pub const ROWS_PER_STATEMENT: usize = 500;
 /// The WAL file is truncated back to this size after each checkpoint.
 pub const SQLITE_WAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 /// The key of the PostgreSQL advisory lock that serialises migrations between instances.

@@ -21,16 +21,12 @@ use crate::{
 };
 
 /// Makes one attempt at `message` (leased to this instance) and records it. The link is the copy
-/// sealed in the row, opened for this attempt, so every attempt sends the same link; `token` gives it
-/// in clear instead, when the caller has it. Only a row queued before links were sealed gets a fresh
-/// value (and a reset asked for on `/forgot` gets its link minted now).
-pub async fn attempt(
-    delivery: &Delivery,
-    message: &outbox_message::Model,
-    token: Option<RawToken>,
-) -> Recorded {
+/// sealed in the row, opened for this attempt, so every attempt sends the same link. Only a row
+/// queued before links were sealed gets a fresh value (and a reset asked for on `/forgot` gets its
+/// link minted now).
+pub async fn attempt(delivery: &Delivery, message: &outbox_message::Model) -> Recorded {
     let mut message = message.clone();
-    let composed = match prepare(delivery, &mut message, token).await {
+    let composed = match prepare(delivery, &mut message).await {
         Ok(composed) => composed,
         Err(Prepared::Stop(attempt)) => {
             return record(delivery, &message, attempt).await;
@@ -97,11 +93,7 @@ pub(super) fn cancel(reason: &str) -> Prepared {
     Prepared::Stop(Attempt::Cancelled { reason: reason.to_owned() })
 }
 
-async fn prepare(
-    delivery: &Delivery,
-    message: &mut outbox_message::Model,
-    token: Option<RawToken>,
-) -> Result<Composed, Prepared> {
+async fn prepare(delivery: &Delivery, message: &mut outbox_message::Model) -> Result<Composed, Prepared> {
     let conn = delivery.db.conn();
     let recipient = message.recipient.clone().ok_or_else(|| cancel("no recipient"))?;
     let channel = Channel::parse(&message.channel).ok_or_else(|| cancel("unknown channel"))?;
@@ -118,7 +110,7 @@ async fn prepare(
             let (shop, customer, account) =
                 load_people(conn, &invitation.shop_id, &invitation.customer_id, &invitation.account_id)
                     .await?;
-            let (raw, expires_at) = token_for_attempt(delivery, message, token).await?;
+            let (raw, expires_at) = token_for_attempt(delivery, message, None).await?;
             compose_invitation(
                 delivery,
                 &shop,
@@ -132,9 +124,10 @@ async fn prepare(
             .map_err(|e| Prepared::Stop(Attempt::Transient { reason: e.to_string(), retry_after: None }))
         }
         Some(MessageKind::PasswordReset) => {
-            let token = match (message.token_id.is_none(), token) {
-                (true, _) => Some(mint_reset_link(delivery, message).await?),
-                (false, given) => given,
+            // A reset asked for on `/forgot` has no link until its first attempt mints one.
+            let token = match message.token_id {
+                None => Some(mint_reset_link(delivery, message).await?),
+                Some(_) => None,
             };
             let token_id = message.token_id.as_deref().ok_or_else(|| cancel("no token"))?;
             let row =

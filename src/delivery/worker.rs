@@ -60,10 +60,7 @@ pub async fn drain(delivery: &Arc<Delivery>, stop: &watch::Receiver<bool>) {
             .into_iter()
             .map(|message| {
                 let delivery = delivery.clone();
-                delivery
-                    .in_flight
-                    .clone()
-                    .spawn(async move { send::attempt(&delivery, &message, None).await })
+                delivery.in_flight.clone().spawn(async move { send::attempt(&delivery, &message).await })
             })
             .collect();
         // A panic in one attempt is that attempt's alone: its lease runs out and it is tried again.

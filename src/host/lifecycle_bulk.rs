@@ -18,16 +18,13 @@ use super::{
     problem::HostError,
 };
 use crate::{
+    db::ROWS_PER_STATEMENT,
     domain::WebhookId,
     entities::{customer, shop},
     inbox::{self, Endpoint, MessageInfo, StoredAnswer},
     invitations,
     shops::{Applied, ShopEvent, records, snapshot::CustomerSnapshot},
 };
-
-/// SQLite allows 32 766 bound values in one statement; stay well below with every multi-row read and
-/// write (the inbox chunks its claims the same way).
-const ROWS_PER_STATEMENT: usize = 500;
 
 /// Applies a batch of `customer.updated` events; `Ok(None)` when the batch is not one (the caller then
 /// applies its events one by one).

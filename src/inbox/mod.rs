@@ -15,6 +15,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set
 
 use crate::{
     clock::to_millis,
+    db::ROWS_PER_STATEMENT,
     domain::{CustomerId, ShopId, WebhookId},
     entities::webhook_message,
 };
@@ -153,9 +154,6 @@ fn answer_of(row: webhook_message::Model) -> Option<StoredAnswer> {
         body: row.response_body.unwrap_or_default(),
     })
 }
-
-/// SQLite allows 32 766 bound values in one statement; the bulk claims stay well below.
-const ROWS_PER_STATEMENT: usize = 500;
 
 /// For a batch of messages whose answers are known before they are processed: the answers of those
 /// among `ids` answered before, read in one statement per 500 ids. `None` if one of them is claimed
