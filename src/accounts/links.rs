@@ -59,7 +59,7 @@ impl Accounts {
         presented: Presented,
     ) -> Result<Link, AccountError> {
         let conn = self.db.conn();
-        let token = match tokens::look_up(conn, shop_id.as_str(), purpose, raw, self.clock.now()).await? {
+        let token = match tokens::look_up(conn, shop_id, purpose, raw, self.clock.now()).await? {
             Found::Usable(token) => token,
             Found::Spent(token, spent) => {
                 if presented == Presented::Submitted {
@@ -139,8 +139,8 @@ impl Accounts {
                         outbox::enqueue(
                             txn,
                             NewMessage {
-                                shop_id: shop_id.as_str(),
-                                customer_id: Some(customer_id.as_str()),
+                                shop_id: &shop_id,
+                                customer_id: Some(&customer_id),
                                 kind: MessageKind::PasswordChanged,
                                 channel: Channel::Email,
                                 recipient: &recipient,

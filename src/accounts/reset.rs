@@ -86,7 +86,7 @@ async fn queue_reset<C: ConnectionTrait>(
     outbox::enqueue(
         conn,
         NewMessage {
-            shop_id: shop_id.as_str(),
+            shop_id,
             customer_id: None,
             kind: MessageKind::PasswordReset,
             channel: Channel::Email,
@@ -164,7 +164,7 @@ pub async fn mint_link_for_request<C: ConnectionTrait>(
     let (token_id, token) = tokens::issue(
         txn,
         NewToken {
-            shop_id: shop_id.as_str(),
+            shop_id,
             account_id: &account.id,
             purpose: Purpose::Reset,
             invitation_id: None,
