@@ -20,7 +20,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 
-use crate::{clock::to_millis, entities::token};
+use crate::{clock::to_millis, domain::ShopId, entities::token};
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub use crate::domain::RawToken;
 /// What a new token is for.
 pub struct NewToken<'a> {
     /// The shop it is bound to.
-    pub shop_id: &'a str,
+    pub shop_id: &'a ShopId,
     /// The account it is bound to.
     pub account_id: &'a str,
     pub purpose: Purpose,
@@ -65,7 +65,7 @@ pub async fn issue<C: ConnectionTrait>(
     let id = crate::random::id("tok");
     let row = token::ActiveModel {
         id: Set(id.clone()),
-        shop_id: Set(new.shop_id.to_owned()),
+        shop_id: Set(new.shop_id.as_str().to_owned()),
         account_id: Set(new.account_id.to_owned()),
         purpose: Set(new.purpose.as_str().to_owned()),
         token_hash: Set(raw.hash()),
@@ -173,7 +173,7 @@ pub enum Found {
 /// Anything [`RawToken::parse`] refuses is [`Found::Unknown`].
 pub async fn look_up<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
+    shop_id: &ShopId,
     purpose: Purpose,
     raw: &str,
     now: DateTime<Utc>,
@@ -181,7 +181,7 @@ pub async fn look_up<C: ConnectionTrait>(
     let Some(raw) = RawToken::parse(raw) else { return Ok(Found::Unknown) };
     let stored = token::Entity::find()
         .filter(token::Column::TokenHash.eq(raw.hash()))
-        .filter(token::Column::ShopId.eq(shop_id))
+        .filter(token::Column::ShopId.eq(shop_id.as_str()))
         .filter(token::Column::Purpose.eq(purpose.as_str()))
         .one(conn)
         .await?;

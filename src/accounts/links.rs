@@ -15,8 +15,7 @@ use super::{
     sessions, write_password_hash,
 };
 use crate::{
-    domain::Channel,
-    domain::EmailAddress,
+    domain::{Channel, CustomerId, EmailAddress, ShopId},
     entities::{customer, portal_account, shop, token},
     invitations,
     outbox::{self, MessageKind, NewMessage},
@@ -54,7 +53,7 @@ impl Accounts {
     /// otherwise.
     pub async fn open_link(
         &self,
-        shop_id: &str,
+        shop_id: &ShopId,
         purpose: Purpose,
         raw: &str,
         presented: Presented,
@@ -110,8 +109,8 @@ impl Accounts {
         let (token_id, account_id, shop_id, customer_id, throttle_key, owner) = (
             token.id.clone(),
             account.id.clone(),
-            shop.id.clone(),
-            account.customer_id.clone(),
+            ShopId::from_stored(shop.id.clone()),
+            CustomerId::from_stored(account.customer_id.clone()),
             self.throttle_keys.account(&shop.id, &account.username),
             account.clone(),
         );
@@ -180,7 +179,7 @@ impl Accounts {
 /// A password form was posted with a link that once worked and no longer does: someone holds an
 /// email whose link was used, revoked or expired. (A link that never existed is a typo or a guess,
 /// and says nothing.)
-fn report_reuse(shop_id: &str, purpose: Purpose, token: &token::Model, spent: Spent) {
+fn report_reuse(shop_id: &ShopId, purpose: Purpose, token: &token::Model, spent: Spent) {
     tracing::warn!(
         target: "portal_invites::security",
         event = "link_reused",

@@ -12,7 +12,11 @@ use super::{
     throttle::{self, Attempt, Blocked},
     write_password_hash,
 };
-use crate::{domain::EmailAddress, entities::portal_account, tokens::RawToken};
+use crate::{
+    domain::{EmailAddress, ShopId},
+    entities::portal_account,
+    tokens::RawToken,
+};
 
 /// A login name as the throttle counts it and accounts store it: a normalised email address, or
 /// whatever was typed, lower-cased, when it is not one (it then matches no account, but is still
@@ -34,7 +38,7 @@ impl Username {
 
 /// One login attempt, as the portal read it.
 pub struct LoginAttempt<'a> {
-    pub shop_id: &'a str,
+    pub shop_id: &'a ShopId,
     pub username: &'a Username,
     pub password: &'a str,
     /// This browser's device id for the username, when it logged in to it before: the attempt is
@@ -80,7 +84,7 @@ impl Accounts {
         // The attempt is reserved before any work: counted as a failure up front, in the same write
         // that refuses it when it must wait, so a waiting attempt costs no hash and of a burst that
         // arrives together only the first is judged.
-        let attempts = self.login_counters(shop_id, username, device, client);
+        let attempts = self.login_counters(shop_id.as_str(), username, device, client);
         let reserved = self
             .db
             .write(move |txn| {
@@ -109,7 +113,7 @@ impl Accounts {
 
         let judged = async {
             let account = portal_account::Entity::find()
-                .filter(portal_account::Column::ShopId.eq(shop_id))
+                .filter(portal_account::Column::ShopId.eq(shop_id.as_str()))
                 .filter(portal_account::Column::Username.eq(username.as_str()))
                 .one(self.db.conn())
                 .await?;
@@ -141,7 +145,7 @@ impl Accounts {
         };
         let old_session = replaced_session.map(str::to_owned);
         let lifetime = self.settings.session_lifetime;
-        let (account_id, shop) = (account.id.clone(), shop_id.to_owned());
+        let (account_id, shop) = (account.id.clone(), shop_id.clone());
         let session = self
             .db
             .write(move |txn| {

@@ -17,8 +17,7 @@ use super::{
 };
 use crate::{
     clock::to_millis,
-    domain::Channel,
-    domain::EmailAddress,
+    domain::{Channel, EmailAddress, ShopId},
     entities::{customer, portal_account, token},
     outbox::{self, MessageKind, NewMessage},
     tokens::{self, NewToken, Purpose, RawToken},
@@ -32,7 +31,7 @@ impl Accounts {
     /// has asked too often. Wake the sender afterwards: the row has no first attempt of its own.
     pub async fn request_reset(
         &self,
-        shop_id: &str,
+        shop_id: &ShopId,
         email: &EmailAddress,
         client: Option<IpAddr>,
     ) -> Result<(), AccountError> {
@@ -43,7 +42,7 @@ impl Accounts {
             key: self.throttle_keys.forgot_address(throttle::network(ip)),
             policy: throttle::FORGOT_PER_ADDRESS,
         });
-        let (shop, email) = (shop_id.to_owned(), email.clone());
+        let (shop, email) = (shop_id.clone(), email.clone());
         let blocked = self
             .db
             .write(move |txn| {
@@ -80,7 +79,7 @@ impl Accounts {
 /// which addresses have one. The sender decides later, with [`mint_link_for_request`].
 async fn queue_reset<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
+    shop_id: &ShopId,
     email: &EmailAddress,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -136,14 +135,14 @@ impl NotSent {
 /// kept only if the sender still holds the row when it records the link.
 pub async fn mint_link_for_request<C: ConnectionTrait>(
     txn: &C,
-    shop_id: &str,
+    shop_id: &ShopId,
     typed: &str,
     ttl: Duration,
     now: DateTime<Utc>,
 ) -> Result<Result<MintedLink, NotSent>, DbErr> {
     let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::hours(1));
     let mut find = portal_account::Entity::find()
-        .filter(portal_account::Column::ShopId.eq(shop_id))
+        .filter(portal_account::Column::ShopId.eq(shop_id.as_str()))
         .filter(portal_account::Column::Username.eq(typed));
     if txn.get_database_backend() == DbBackend::Postgres {
         // Requests for one account are decided one at a time, so the hourly cap holds when several
@@ -174,8 +173,9 @@ pub async fn mint_link_for_request<C: ConnectionTrait>(
         now,
     )
     .await?;
-    let customer =
-        customer::Entity::find_by_id((shop_id.to_owned(), account.customer_id.clone())).one(txn).await?;
+    let customer = customer::Entity::find_by_id((shop_id.as_str().to_owned(), account.customer_id.clone()))
+        .one(txn)
+        .await?;
     let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| account.username.clone());
     Ok(Ok(MintedLink { token_id, token, customer_id: account.customer_id, recipient }))
 }

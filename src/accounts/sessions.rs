@@ -11,6 +11,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set
 use super::Accounts;
 use crate::{
     clock::to_millis,
+    domain::ShopId,
     entities::{customer, portal_account, session},
     tokens::RawToken,
 };
@@ -22,7 +23,7 @@ const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 pub async fn start<C: ConnectionTrait>(
     conn: &C,
     account_id: &str,
-    shop_id: &str,
+    shop_id: &ShopId,
     lifetime: Duration,
     now: DateTime<Utc>,
 ) -> Result<RawToken, DbErr> {
@@ -31,7 +32,7 @@ pub async fn start<C: ConnectionTrait>(
     let row = session::ActiveModel {
         id_hash: Set(id.hash()),
         account_id: Set(account_id.to_owned()),
-        shop_id: Set(shop_id.to_owned()),
+        shop_id: Set(shop_id.as_str().to_owned()),
         created_at: Set(to_millis(now)),
         last_seen_at: Set(to_millis(now)),
         expires_at: Set(to_millis(now + lifetime)),
@@ -45,7 +46,7 @@ pub async fn start<C: ConnectionTrait>(
 pub async fn find<C: ConnectionTrait>(
     conn: &C,
     cookie: &str,
-    shop_id: &str,
+    shop_id: &ShopId,
     idle: Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<session::Model>, DbErr> {
@@ -53,7 +54,9 @@ pub async fn find<C: ConnectionTrait>(
     let idle = TimeDelta::from_std(idle).unwrap_or(TimeDelta::minutes(30));
     let found = session::Entity::find_by_id(id.hash()).one(conn).await?;
     Ok(found.filter(|s| {
-        s.shop_id == shop_id && s.expires_at > to_millis(now) && s.last_seen_at > to_millis(now - idle)
+        s.shop_id == shop_id.as_str()
+            && s.expires_at > to_millis(now)
+            && s.last_seen_at > to_millis(now - idle)
     }))
 }
 
@@ -115,7 +118,11 @@ pub struct Holder {
 
 impl Accounts {
     /// The live session with this cookie value in the shop, if any.
-    pub async fn find_session(&self, cookie: &str, shop_id: &str) -> Result<Option<session::Model>, DbErr> {
+    pub async fn find_session(
+        &self,
+        cookie: &str,
+        shop_id: &ShopId,
+    ) -> Result<Option<session::Model>, DbErr> {
         find(self.db.conn(), cookie, shop_id, self.settings.session_idle, self.clock.now()).await
     }
 

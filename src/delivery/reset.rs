@@ -11,6 +11,7 @@ use super::{
 };
 use crate::{
     accounts::{self, reset::MintedLink},
+    domain::ShopId,
     entities::outbox_message,
     outbox::{self, Link},
     tokens::RawToken,
@@ -31,12 +32,12 @@ pub(super) async fn mint_reset_link(
         .write(move |txn| {
             Box::pin(async move {
                 let typed = row.recipient.clone().unwrap_or_default();
-                let minted = match accounts::reset::mint_link_for_request(txn, &row.shop_id, &typed, ttl, now)
-                    .await?
-                {
-                    Ok(minted) => minted,
-                    Err(not_sent) => return Ok(Err(not_sent)),
-                };
+                let shop_id = ShopId::from_stored(row.shop_id.clone());
+                let minted =
+                    match accounts::reset::mint_link_for_request(txn, &shop_id, &typed, ttl, now).await? {
+                        Ok(minted) => minted,
+                        Err(not_sent) => return Ok(Err(not_sent)),
+                    };
                 let MintedLink { token_id, token, customer_id, recipient } = minted;
                 let link = Link { token_id: &token_id, token: &token, sealer: &sealer };
                 if !outbox::attach_link(txn, &mut row, link, &customer_id, &recipient).await? {

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     db::ROWS_PER_STATEMENT,
-    domain::WebhookId,
+    domain::{ShopId, WebhookId},
     entities::{customer, shop},
     inbox::{self, Endpoint, MessageInfo, StoredAnswer},
     invitations,
@@ -62,14 +62,10 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     }
 
     // Their shops, which must all be known.
-    let shop_ids: Vec<String> = fresh
-        .iter()
-        .map(|&i| updates[i].0.shop_id.as_str().to_owned())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let shop_ids: Vec<ShopId> =
+        fresh.iter().map(|&i| updates[i].0.shop_id.clone()).collect::<HashSet<_>>().into_iter().collect();
     let shops: HashMap<String, shop::Model> = shop::Entity::find()
-        .filter(shop::Column::Id.is_in(shop_ids.clone()))
+        .filter(shop::Column::Id.is_in(shop_ids.iter().map(ShopId::as_str)))
         .all(txn)
         .await?
         .into_iter()
@@ -97,9 +93,8 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     inbox::claim_many_answered(txn, &claims, &StoredAnswer::no_content()).await?;
 
     for shop_id in shop_ids {
-        let shop = &shops[&shop_id];
-        let mine: Vec<usize> =
-            fresh.iter().copied().filter(|&i| updates[i].0.shop_id.as_str() == shop_id).collect();
+        let shop = &shops[shop_id.as_str()];
+        let mine: Vec<usize> = fresh.iter().copied().filter(|&i| updates[i].0.shop_id == shop_id).collect();
         if !shop.installed {
             for i in mine {
                 outcomes[i] = Some((StoredAnswer::no_content(), Some(Applied::ShopUninstalled)));
@@ -148,7 +143,7 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
             invitations::follow_email_change(
                 txn,
                 &shop_id,
-                snapshot.id.as_str(),
+                &snapshot.id,
                 old_email,
                 snapshot.email.as_ref(),
                 now,

@@ -80,7 +80,7 @@ pub async fn receive_lifecycle_event<T>(
     let pending = PendingEvent {
         id: message.verified.id.clone(),
         kind,
-        shop_id,
+        shop_id: shop_id.clone(),
         occurred_at: envelope.timestamp,
         event,
         now: ctx.clock.now(),
@@ -89,7 +89,7 @@ pub async fn receive_lifecycle_event<T>(
     if answer.status == 204 {
         ctx.recent_answers.insert(&message.verified.id);
     }
-    ctx.shops.forget(&envelope.shop_id);
+    ctx.shops.forget(&shop_id);
     match applied {
         Some(applied) => tracing::debug!(
             webhook_id = %message.verified.id,

@@ -56,13 +56,13 @@ pub async fn issue_invitation<C: ConnectionTrait>(
     request: IssueRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<Issued, DbErr> {
-    let (shop_id, customer_id) = (request.shop_id.as_str(), request.customer_id.as_str());
-    let account_id = ensure_account(conn, shop_id, customer_id, request.email, now).await?;
+    let (shop_id, customer_id) = (request.shop_id, request.customer_id);
+    let account_id = ensure_account(conn, shop_id.as_str(), customer_id.as_str(), request.email, now).await?;
 
     let invitation = invitation::Model {
         id: crate::random::id("inv"),
-        shop_id: shop_id.to_owned(),
-        customer_id: customer_id.to_owned(),
+        shop_id: shop_id.as_str().to_owned(),
+        customer_id: customer_id.as_str().to_owned(),
         account_id: account_id.clone(),
         channel: request.channel.as_str().to_owned(),
         status: InvitationStatus::Pending.as_str().to_owned(),

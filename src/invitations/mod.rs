@@ -19,7 +19,7 @@ pub use state::InvitationStatus;
 
 use crate::{
     clock::to_millis,
-    domain::{Channel, EmailAddress},
+    domain::{Channel, CustomerId, EmailAddress, ShopId},
     entities::{invitation, outbox_message, portal_account, token},
     inbox,
     outbox::{self, MessageKind},
@@ -64,15 +64,15 @@ async fn set_username<C: ConnectionTrait>(
 /// every reset link), with every message still waiting to go there.
 pub async fn follow_email_change<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
-    customer_id: &str,
+    shop_id: &ShopId,
+    customer_id: &CustomerId,
     old_email: Option<&str>,
     new_email: Option<&EmailAddress>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let mut find = portal_account::Entity::find()
-        .filter(portal_account::Column::ShopId.eq(shop_id))
-        .filter(portal_account::Column::CustomerId.eq(customer_id));
+        .filter(portal_account::Column::ShopId.eq(shop_id.as_str()))
+        .filter(portal_account::Column::CustomerId.eq(customer_id.as_str()));
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
         // Takes turns with a reset link being minted for this account (which locks it too), so a
         // link minted for the old address cannot slip past the revocation below.
@@ -88,7 +88,7 @@ pub async fn follow_email_change<C: ConnectionTrait>(
     }
     match new_email {
         Some(_) if new_username.as_deref() == Some(account.username.as_str()) => {}
-        Some(email) if email_taken(conn, shop_id, customer_id, email).await? => {
+        Some(email) if email_taken(conn, shop_id.as_str(), customer_id.as_str(), email).await? => {
             tracing::warn!(
                 %shop_id, %customer_id, account_id = %account.id,
                 "the customer's new email is already another account's username in this shop; keeping the old username"
@@ -125,13 +125,14 @@ pub async fn follow_email_change<C: ConnectionTrait>(
     .await?;
     // Whatever still waits to go by email somewhere other than the new address was meant for the old
     // one: an invitation (then abandoned, so a new one may be sent), a reset link, a notice.
-    let mut stale: Vec<outbox_message::Model> = outbox::pending_for_customer(conn, shop_id, customer_id)
-        .await?
-        .into_iter()
-        .filter(|m| {
-            m.channel == Channel::Email.as_str() && normalized(m.recipient.as_deref()) != new_username
-        })
-        .collect();
+    let mut stale: Vec<outbox_message::Model> =
+        outbox::pending_for_customer(conn, shop_id.as_str(), customer_id.as_str())
+            .await?
+            .into_iter()
+            .filter(|m| {
+                m.channel == Channel::Email.as_str() && normalized(m.recipient.as_deref()) != new_username
+            })
+            .collect();
     // A reset asked for on `/forgot` names only the typed address until the sender picks it up: one
     // typed as the old username or address is this account's, and goes too.
     let typed: Vec<String> = [Some(account.username.clone()), normalized(old_email)]
@@ -140,7 +141,9 @@ pub async fn follow_email_change<C: ConnectionTrait>(
         .filter(|address| Some(address) != new_username.as_ref())
         .collect();
     if !typed.is_empty() {
-        stale.extend(outbox::pending_requests_to(conn, shop_id, MessageKind::PasswordReset, typed).await?);
+        stale.extend(
+            outbox::pending_requests_to(conn, shop_id.as_str(), MessageKind::PasswordReset, typed).await?,
+        );
     }
     let cancelled =
         state::cancel_undelivered(conn, &stale, "the customer's email changed before delivery", now).await?;
@@ -192,9 +195,10 @@ fn normalized(address: Option<&str>) -> Option<String> {
 /// (their text names the customer's email and mobile).
 pub async fn erase_customer<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
-    customer_id: &str,
+    shop_id: &ShopId,
+    customer_id: &CustomerId,
 ) -> Result<(), DbErr> {
+    let (shop_id, customer_id) = (shop_id.as_str(), customer_id.as_str());
     portal_account::Entity::delete_many()
         .filter(portal_account::Column::ShopId.eq(shop_id))
         .filter(portal_account::Column::CustomerId.eq(customer_id))
@@ -206,7 +210,8 @@ pub async fn erase_customer<C: ConnectionTrait>(
 
 /// Erases the same for every customer of a shop (after an uninstall); the customers themselves are
 /// deleted by the caller, which cascades to their accounts.
-pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<(), DbErr> {
+pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &ShopId) -> Result<(), DbErr> {
+    let shop_id = shop_id.as_str();
     outbox::erase_shop(conn, shop_id).await?;
     inbox::forget_shop(conn, shop_id).await?;
     // Accounts go with their customers (foreign key cascade); delete them explicitly as well, so the

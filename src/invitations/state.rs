@@ -13,6 +13,7 @@ use sea_orm::{
 use crate::{
     clock::to_millis,
     db::Database,
+    domain::{CustomerId, ShopId},
     entities::{invitation, outbox_message, token},
     outbox::{self, Attempt, Recorded},
     tokens,
@@ -169,12 +170,12 @@ pub async fn remember_answer<C: ConnectionTrait>(
 /// The customer's invitation that did not fail, if any (at most one: the database enforces it).
 pub async fn current_invitation<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
-    customer_id: &str,
+    shop_id: &ShopId,
+    customer_id: &CustomerId,
 ) -> Result<Option<invitation::Model>, DbErr> {
     invitation::Entity::find()
-        .filter(invitation::Column::ShopId.eq(shop_id))
-        .filter(invitation::Column::CustomerId.eq(customer_id))
+        .filter(invitation::Column::ShopId.eq(shop_id.as_str()))
+        .filter(invitation::Column::CustomerId.eq(customer_id.as_str()))
         .filter(invitation::Column::Status.ne(InvitationStatus::Failed.as_str()))
         .one(conn)
         .await
@@ -183,11 +184,11 @@ pub async fn current_invitation<C: ConnectionTrait>(
 /// The invitation a star-menu interaction issued (not counting failed ones), if any.
 pub async fn invitation_of_interaction<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
+    shop_id: &ShopId,
     interaction_id: &str,
 ) -> Result<Option<invitation::Model>, DbErr> {
     invitation::Entity::find()
-        .filter(invitation::Column::ShopId.eq(shop_id))
+        .filter(invitation::Column::ShopId.eq(shop_id.as_str()))
         .filter(invitation::Column::InteractionId.eq(interaction_id))
         .filter(invitation::Column::Status.ne(InvitationStatus::Failed.as_str()))
         .order_by_desc(invitation::Column::CreatedAt)

@@ -210,8 +210,7 @@ async fn decide(
                 let (shop_id, interaction_id) = (&submission.shop_id, submission.interaction_id.as_str());
 
                 // A resubmission of an interaction that already issued an invitation: its outcome.
-                if let Some(existing) =
-                    state::invitation_of_interaction(txn, shop_id.as_str(), interaction_id).await?
+                if let Some(existing) = state::invitation_of_interaction(txn, shop_id, interaction_id).await?
                 {
                     return match existing.answer {
                         Some(body) => {
@@ -356,9 +355,9 @@ async fn answer_so_far(
     submission: &Submission,
 ) -> Result<StoredAnswer, SubmitError> {
     let conn = deps.db.conn();
-    let shop_id = submission.shop_id.as_str();
     let Some(invitation) =
-        state::invitation_of_interaction(conn, shop_id, submission.interaction_id.as_str()).await?
+        state::invitation_of_interaction(conn, &submission.shop_id, submission.interaction_id.as_str())
+            .await?
     else {
         return Err(SubmitError::Busy);
     };

@@ -29,7 +29,7 @@ pub use rows::{
 
 use crate::{
     clock::to_millis,
-    domain::{Channel, RawToken},
+    domain::{Channel, CustomerId, RawToken, ShopId},
     entities::outbox_message,
     sealing::Sealer,
 };
@@ -127,8 +127,8 @@ pub struct Link<'a> {
 
 /// A message to queue.
 pub struct NewMessage<'a> {
-    pub shop_id: &'a str,
-    pub customer_id: Option<&'a str>,
+    pub shop_id: &'a ShopId,
+    pub customer_id: Option<&'a CustomerId>,
     pub kind: MessageKind,
     pub channel: Channel,
     pub recipient: &'a str,
@@ -156,8 +156,8 @@ pub async fn enqueue<C: ConnectionTrait>(
     let sealed_token = new.link.map(|link| link.sealer.seal(&id, link.token));
     let row = outbox_message::Model {
         id,
-        shop_id: new.shop_id.to_owned(),
-        customer_id: new.customer_id.map(str::to_owned),
+        shop_id: new.shop_id.as_str().to_owned(),
+        customer_id: new.customer_id.map(|id| id.as_str().to_owned()),
         kind: new.kind.as_str().to_owned(),
         channel: new.channel.as_str().to_owned(),
         recipient: Some(new.recipient.to_owned()),

@@ -55,7 +55,7 @@ impl PortalContext {
     /// installed.
     pub(super) async fn find_shop(&self, shop_id: &str) -> Result<shop::Model, PortalError> {
         let id = ShopId::parse(shop_id).map_err(|_| PortalError::NotFound)?;
-        let shop = self.shops.get(&self.db, id.as_str()).await?.ok_or(PortalError::NotFound)?;
+        let shop = self.shops.get(&self.db, &id).await?.ok_or(PortalError::NotFound)?;
         Ok(shop::Model::clone(&shop))
     }
 

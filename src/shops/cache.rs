@@ -10,7 +10,7 @@ use std::{
 
 use sea_orm::{DbErr, EntityTrait};
 
-use crate::{db::Database, entities::shop};
+use crate::{db::Database, domain::ShopId, entities::shop};
 
 /// How long an entry is trusted.
 pub const TTL: Duration = Duration::from_secs(2);
@@ -27,7 +27,8 @@ pub struct ShopCache {
 
 impl ShopCache {
     /// The shop with this id, from memory when fresh, else from the database.
-    pub async fn get(&self, db: &Database, id: &str) -> Result<Option<Arc<shop::Model>>, DbErr> {
+    pub async fn get(&self, db: &Database, id: &ShopId) -> Result<Option<Arc<shop::Model>>, DbErr> {
+        let id = id.as_str();
         if let Some((at, shop)) = self.entries.read().expect("cache lock").get(id)
             && at.elapsed() < TTL
         {
@@ -43,8 +44,8 @@ impl ShopCache {
     }
 
     /// Drops the entry of a shop this instance just changed.
-    pub fn forget(&self, id: &str) {
-        self.entries.write().expect("cache lock").remove(id);
+    pub fn forget(&self, id: &ShopId) {
+        self.entries.write().expect("cache lock").remove(id.as_str());
     }
 }
 

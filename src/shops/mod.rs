@@ -79,12 +79,12 @@ pub async fn apply_event<C: ConnectionTrait>(
             // The same locks, in the same order, as a submission of the star-menu dialog: whichever
             // comes second sees what the first committed, so an invitation issued a moment earlier
             // is erased here, and one asked for a moment later finds the customer deleted.
-            records::lock_shop(conn, shop_id.as_str())
+            records::lock_shop(conn, shop_id)
                 .await?
                 .ok_or_else(|| ApplyError::UnknownShop(shop_id.clone()))?;
-            records::lock_customer(conn, shop_id.as_str(), customer_id.as_str()).await?;
+            records::lock_customer(conn, shop_id, customer_id).await?;
             records::delete_customer(conn, shop_id, customer_id, *version, now).await?;
-            invitations::erase_customer(conn, shop_id.as_str(), customer_id.as_str()).await?;
+            invitations::erase_customer(conn, shop_id, customer_id).await?;
             Applied::Stored
         }
     };
@@ -100,7 +100,8 @@ pub async fn update_customer<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(Applied, Option<customer::Model>), DbErr> {
     // Locked, so that the row this decides on is the one a concurrent deletion leaves behind.
-    let before = records::lock_customer(conn, &shop.id, snapshot.id.as_str()).await?;
+    let shop_id = ShopId::from_stored(shop.id.clone());
+    let before = records::lock_customer(conn, &shop_id, &snapshot.id).await?;
     let applied = records::store_customer(conn, shop, before.as_ref(), snapshot, now).await?;
     if applied != Applied::Stored {
         return Ok((applied, before));
@@ -111,15 +112,15 @@ pub async fn update_customer<C: ConnectionTrait>(
     {
         invitations::follow_email_change(
             conn,
-            &shop.id,
-            snapshot.id.as_str(),
+            &shop_id,
+            &snapshot.id,
             before.email.as_deref(),
             snapshot.email.as_ref(),
             now,
         )
         .await?;
     }
-    Ok((applied, Some(records::customer_row(&shop.id, snapshot, now))))
+    Ok((applied, Some(records::customer_row(&shop_id, snapshot, now))))
 }
 
 /// The shop's row, or [`ApplyError::UnknownShop`] when it never installed the plugin.

@@ -48,19 +48,22 @@ pub async fn find_shop<C: ConnectionTrait>(conn: &C, id: &ShopId) -> Result<Opti
 
 /// The shop row, locked (on PostgreSQL) until the transaction ends: a submission, a deletion, an
 /// install and the erasure that take it see each other's committed work, one after the other.
-pub async fn lock_shop<C: ConnectionTrait>(conn: &C, id: &str) -> Result<Option<shop::Model>, DbErr> {
-    for_decision(conn, shop::Entity::find_by_id(id)).one(conn).await
+pub async fn lock_shop<C: ConnectionTrait>(conn: &C, id: &ShopId) -> Result<Option<shop::Model>, DbErr> {
+    for_decision(conn, shop::Entity::find_by_id(id.as_str())).one(conn).await
 }
 
 /// The customer's row, locked like [`lock_shop`] (take the shop's lock first, where both are needed).
 pub async fn lock_customer<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
-    customer_id: &str,
+    shop_id: &ShopId,
+    customer_id: &CustomerId,
 ) -> Result<Option<customer::Model>, DbErr> {
-    for_decision(conn, customer::Entity::find_by_id((shop_id.to_owned(), customer_id.to_owned())))
-        .one(conn)
-        .await
+    for_decision(
+        conn,
+        customer::Entity::find_by_id((shop_id.as_str().to_owned(), customer_id.as_str().to_owned())),
+    )
+    .one(conn)
+    .await
 }
 
 /// `FOR NO KEY UPDATE` on PostgreSQL: it excludes every other locker of the row (and its updates),
@@ -131,7 +134,7 @@ pub async fn record_install<C: ConnectionTrait>(
     occurred_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Applied, DbErr> {
-    lock_shop(conn, snapshot.id.as_str()).await?;
+    lock_shop(conn, &snapshot.id).await?;
     store_shop(conn, snapshot, now).await?;
     set_lifecycle(conn, &snapshot.id, true, occurred_at, now).await
 }
@@ -187,7 +190,8 @@ pub async fn store_customer<C: ConnectionTrait>(
     if verdict != Applied::Stored {
         return Ok(verdict);
     }
-    Ok(if upsert_customers(conn, &shop.id, std::slice::from_ref(snapshot), now).await? == 1 {
+    let shop_id = ShopId::from_stored(shop.id.clone());
+    Ok(if upsert_customers(conn, &shop_id, std::slice::from_ref(snapshot), now).await? == 1 {
         Applied::Stored
     } else {
         Applied::Stale
@@ -206,9 +210,9 @@ pub fn judge_customer(stored: Option<(i64, bool)>, incoming_version: i64) -> App
 }
 
 /// The row a stored snapshot becomes.
-pub fn customer_row(shop_id: &str, snapshot: &CustomerSnapshot, now: DateTime<Utc>) -> customer::Model {
+pub fn customer_row(shop_id: &ShopId, snapshot: &CustomerSnapshot, now: DateTime<Utc>) -> customer::Model {
     customer::Model {
-        shop_id: shop_id.to_owned(),
+        shop_id: shop_id.as_str().to_owned(),
         id: snapshot.id.as_str().to_owned(),
         first_name: snapshot.first_name.as_ref().map(|t| t.as_str().to_owned()),
         last_name: snapshot.last_name.as_ref().map(|t| t.as_str().to_owned()),
@@ -240,7 +244,7 @@ pub fn shop_row(stored: shop::Model, snapshot: &ShopSnapshot, now: DateTime<Utc>
 /// the customer was deleted. Returns how many rows changed.
 pub async fn upsert_customers<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &str,
+    shop_id: &ShopId,
     snapshots: &[CustomerSnapshot],
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
@@ -311,7 +315,7 @@ pub async fn delete_customer<C: ConnectionTrait>(
 ///
 /// Each shop is locked and looked at again before anything is erased: a re-install may have been
 /// committed since the list was read, or be committing now (the lock waits for it).
-pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<Vec<String>, DbErr> {
+pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<Vec<ShopId>, DbErr> {
     // In id order: two instances erasing at once lock the shops in the same order.
     let due: Vec<shop::Model> = shop::Entity::find()
         .filter(shop::Column::EraseDueAt.lte(to_millis(now)))
@@ -321,11 +325,12 @@ pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -
         .await?;
     let mut erased = Vec::with_capacity(due.len());
     for listed in due {
-        let Some(shop) = lock_shop(conn, &listed.id).await? else { continue };
+        let shop_id = ShopId::from_stored(listed.id);
+        let Some(shop) = lock_shop(conn, &shop_id).await? else { continue };
         if shop.installed || shop.erase_due_at.is_none_or(|due| due > to_millis(now)) {
             continue;
         }
-        crate::invitations::erase_shop(conn, &shop.id).await?;
+        crate::invitations::erase_shop(conn, &shop_id).await?;
         customer::Entity::delete_many()
             .filter(customer::Column::ShopId.eq(shop.id.as_str()))
             .exec(conn)
@@ -339,7 +344,7 @@ pub async fn erase_due_shops<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -
             .filter(shop::Column::Installed.eq(false))
             .exec(conn)
             .await?;
-        erased.push(shop.id);
+        erased.push(shop_id);
     }
     Ok(erased)
 }

@@ -3,7 +3,10 @@
 //! messages still on their way to the old address. Presenting a dead link again is logged.
 
 use chrono::TimeDelta;
-use portal_invites::tokens::{self, NewToken, Purpose};
+use portal_invites::{
+    domain::ShopId,
+    tokens::{self, NewToken, Purpose},
+};
 use serde_json::Value;
 
 use crate::{helpers::*, web::*};
@@ -20,7 +23,7 @@ async fn reset_link(app: &TestApp, shop_id: &str, customer_id: &str) -> String {
     let rows = app.rows(&format!("SELECT id FROM portal_accounts WHERE customer_id = '{customer_id}'")).await;
     let account: String = rows[0].try_get("", "id").unwrap();
     let now = app.clock.now();
-    let shop = shop_id.to_owned();
+    let shop = ShopId::parse(shop_id).unwrap();
     let issued: Result<_, sea_orm::DbErr> = app
         .db
         .write(move |txn| {

@@ -171,7 +171,7 @@ pub async fn receive_action<T>(
         ActionEventType::Submitted => submitted::submitted(ctx, message, &action, &shop_id).await,
     };
     // The payload's shop snapshot may have changed the shop.
-    ctx.shops.forget(shop_id.as_str());
+    ctx.shops.forget(&shop_id);
     let answer = answer?;
     tracing::info!(
         webhook_id = %message.verified.id,

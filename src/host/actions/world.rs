@@ -40,7 +40,7 @@ async fn load_and_update(
     // Locked on PostgreSQL, the shop first and then (in `update_customer`) the customer, as a
     // deletion of the customer locks them: the rules judge rows nobody else changes until this
     // transaction ends.
-    let Some(stored) = records::lock_shop(txn, shop_id.as_str()).await? else {
+    let Some(stored) = records::lock_shop(txn, shop_id).await? else {
         // Never installed: nothing is stored for a shop we do not serve.
         return Ok(World { shop: None, customer: None });
     };
