@@ -109,7 +109,7 @@ impl Accounts {
         let (token_id, account_id, shop_id, customer_id, throttle_key, owner) = (
             token.id.clone(),
             account.id.clone(),
-            ShopId::from_stored(shop.id.clone()),
+            shop.shop_id(),
             CustomerId::from_stored(account.customer_id.clone()),
             self.throttle_keys.account(&shop.id, &account.username),
             account.clone(),

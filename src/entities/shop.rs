@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::domain::{SubscriptionTier, TimeZone};
+use crate::domain::{ShopId, SubscriptionTier, TimeZone};
 
 /// One row of `shops`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -45,6 +45,10 @@ impl ActiveModelBehavior for ActiveModel {}
 
 // The row's checked values, read once here instead of re-parsed by every rule.
 impl Model {
+    pub fn shop_id(&self) -> ShopId {
+        ShopId::from_stored(self.id.clone())
+    }
+
     /// `None` for a tier this version does not know.
     pub fn tier(&self) -> Option<SubscriptionTier> {
         self.subscription_tier.parse().ok()

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 use super::{InvitationStatus, email_taken, state::current_invitation};
 use crate::{
     clock::from_millis,
-    domain::{Channel, CustomerId, E164Number, EmailAddress, ShopId, SubscriptionTier},
+    domain::{Channel, CustomerId, E164Number, EmailAddress, SubscriptionTier},
     entities::{customer, invitation, shop},
     inbox::StoredAnswer,
 };
@@ -27,8 +27,7 @@ impl World {
     pub async fn evaluate<C: ConnectionTrait>(&self, conn: &C) -> Result<Result<Eligible, Refusal>, DbErr> {
         let (invitation, email_taken) = match (&self.shop, &self.customer) {
             (Some(shop), Some(customer)) => {
-                let (shop_id, customer_id) =
-                    (ShopId::from_stored(shop.id.clone()), CustomerId::from_stored(customer.id.clone()));
+                let (shop_id, customer_id) = (shop.shop_id(), CustomerId::from_stored(customer.id.clone()));
                 let invitation = current_invitation(conn, &shop_id, &customer_id).await?;
                 let taken = match customer.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()) {
                     Some(email) => email_taken(conn, &shop.id, &customer.id, &email).await?,

@@ -14,7 +14,7 @@ use super::{
     form::{AvailableShopForm, CsrfForm},
     pages, respond,
 };
-use crate::domain::{EmailAddress, ShopId};
+use crate::domain::EmailAddress;
 
 #[derive(Deserialize)]
 pub(super) struct ForgotForm {
@@ -67,7 +67,7 @@ pub async fn forgot_submit(
         let client = client::of_request(request, &portal.settings.trusted_proxies);
         portal
             .accounts
-            .request_reset(&ShopId::from_stored(shop.id.clone()), &email, client)
+            .request_reset(&shop.shop_id(), &email, client)
             .await
             .map_err(|error| PortalError::from_accounts(error, &shop))?;
         portal.wake_sender.notify_one();

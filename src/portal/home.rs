@@ -14,7 +14,7 @@ use super::{
     form::{AnyShopForm, CsrfForm},
     pages, respond,
 };
-use crate::{domain::ShopId, links};
+use crate::links;
 
 #[derive(Deserialize)]
 pub(super) struct LogoutForm {
@@ -42,9 +42,7 @@ pub async fn home(
         let Some(cookie) = cookies::read_cookie(request, names.session()) else {
             return Ok(pages::see_other(&login));
         };
-        let Some(active) =
-            portal.accounts.find_session(cookie, &ShopId::from_stored(shop.id.clone())).await?
-        else {
+        let Some(active) = portal.accounts.find_session(cookie, &shop.shop_id()).await? else {
             return Ok(cookies::with_cookies(pages::see_other(&login), [names.clear(names.session())]));
         };
         let shop = require_available(shop)?;

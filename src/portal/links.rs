@@ -20,7 +20,6 @@ use super::{
 };
 use crate::{
     accounts::{Link, PasswordChange, Presented},
-    domain::ShopId,
     entities::shop,
     tokens::Purpose,
 };
@@ -52,7 +51,7 @@ async fn open_link(
 ) -> Result<(shop::Model, Link), PortalError> {
     let link = portal
         .accounts
-        .open_link(&ShopId::from_stored(shop.id.clone()), purpose, raw, presented)
+        .open_link(&shop.shop_id(), purpose, raw, presented)
         .await
         .map_err(|error| PortalError::from_accounts(error, &shop))?;
     Ok((require_available(shop)?, link))

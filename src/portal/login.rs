@@ -16,7 +16,6 @@ use super::{
 };
 use crate::{
     accounts::{Login, LoginAttempt, Username},
-    domain::ShopId,
     links,
 };
 
@@ -53,7 +52,7 @@ pub async fn show_login(
     let result = async {
         let shop = portal.available_shop(&shop_id).await?;
         if let Some(cookie) = cookies::read_cookie(request, portal.cookie_names().session())
-            && portal.accounts.find_session(cookie, &ShopId::from_stored(shop.id.clone())).await?.is_some()
+            && portal.accounts.find_session(cookie, &shop.shop_id()).await?.is_some()
         {
             return Ok(pages::see_other(&links::home(&portal.public_url, &shop.id)));
         }
@@ -85,7 +84,7 @@ pub async fn submit_login(
         let key = portal.cookie_key.bytes();
         let username = Username::from_typed(typed);
         let device = device::recognise(request, names, key, &shop.id, username.as_str());
-        let shop_id = ShopId::from_stored(shop.id.clone());
+        let shop_id = shop.shop_id();
         let attempt = LoginAttempt {
             shop_id: &shop_id,
             username: &username,

@@ -100,7 +100,7 @@ pub async fn update_customer<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(Applied, Option<customer::Model>), DbErr> {
     // Locked, so that the row this decides on is the one a concurrent deletion leaves behind.
-    let shop_id = ShopId::from_stored(shop.id.clone());
+    let shop_id = shop.shop_id();
     let before = records::lock_customer(conn, &shop_id, &snapshot.id).await?;
     let applied = records::store_customer(conn, shop, before.as_ref(), snapshot, now).await?;
     if applied != Applied::Stored {

@@ -190,7 +190,7 @@ pub async fn store_customer<C: ConnectionTrait>(
     if verdict != Applied::Stored {
         return Ok(verdict);
     }
-    let shop_id = ShopId::from_stored(shop.id.clone());
+    let shop_id = shop.shop_id();
     Ok(if upsert_customers(conn, &shop_id, std::slice::from_ref(snapshot), now).await? == 1 {
         Applied::Stored
     } else {
