@@ -13,7 +13,7 @@ use sea_orm::{
 use crate::{
     clock::to_millis,
     db::Database,
-    domain::{CustomerId, ShopId},
+    domain::{CustomerId, InteractionId, ShopId},
     entities::{invitation, outbox_message, token},
     outbox::{self, Attempt, Recorded},
     tokens,
@@ -185,11 +185,11 @@ pub async fn current_invitation<C: ConnectionTrait>(
 pub async fn invitation_of_interaction<C: ConnectionTrait>(
     conn: &C,
     shop_id: &ShopId,
-    interaction_id: &str,
+    interaction_id: &InteractionId,
 ) -> Result<Option<invitation::Model>, DbErr> {
     invitation::Entity::find()
         .filter(invitation::Column::ShopId.eq(shop_id.as_str()))
-        .filter(invitation::Column::InteractionId.eq(interaction_id))
+        .filter(invitation::Column::InteractionId.eq(interaction_id.as_str()))
         .filter(invitation::Column::Status.ne(InvitationStatus::Failed.as_str()))
         .order_by_desc(invitation::Column::CreatedAt)
         .one(conn)

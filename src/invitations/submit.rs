@@ -207,7 +207,7 @@ async fn decide(
                     Opened::Answered(answer) => return Ok(Step::Answer(answer)),
                     Opened::InProgress => return Err(Stop::WaitForInteraction),
                 };
-                let (shop_id, interaction_id) = (&submission.shop_id, submission.interaction_id.as_str());
+                let (shop_id, interaction_id) = (&submission.shop_id, &submission.interaction_id);
 
                 // A resubmission of an interaction that already issued an invitation: its outcome.
                 if let Some(existing) = state::invitation_of_interaction(txn, shop_id, interaction_id).await?
@@ -243,7 +243,7 @@ async fn decide(
                         email: &eligible.email,
                         channel,
                         recipient: &address,
-                        interaction_id: Some(interaction_id),
+                        interaction_id: Some(interaction_id.as_str()),
                         requested_by: Some(&submission.requested_by),
                         ttl,
                         first_attempt: &first_attempt,
@@ -356,8 +356,7 @@ async fn answer_so_far(
 ) -> Result<StoredAnswer, SubmitError> {
     let conn = deps.db.conn();
     let Some(invitation) =
-        state::invitation_of_interaction(conn, &submission.shop_id, submission.interaction_id.as_str())
-            .await?
+        state::invitation_of_interaction(conn, &submission.shop_id, &submission.interaction_id).await?
     else {
         return Err(SubmitError::Busy);
     };
