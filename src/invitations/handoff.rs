@@ -4,13 +4,10 @@
 //! submission is still waiting for it, or records it itself if the submission gave up waiting (its
 //! budget ran out, or the host hung up), so no result is ever left for nobody.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 use crate::{
     domain::{Channel, RawToken},
@@ -42,62 +39,37 @@ pub struct Letter {
     pub expires_at: DateTime<Utc>,
 }
 
-enum Slot {
-    Waiting,
-    Arrived(Attempt),
-    GaveUp,
-}
-
-/// Where a first attempt's result goes: to the submission, if it still waits, else back to the
-/// attempt, which then records it itself.
-#[derive(Clone)]
-pub struct Handoff(Arc<(Mutex<Slot>, Notify)>);
+/// The attempt's side of the hand-off.
+pub struct Handoff(oneshot::Sender<Attempt>);
 
 impl Handoff {
-    pub(super) fn new() -> Self {
-        Self(Arc::new((Mutex::new(Slot::Waiting), Notify::new())))
-    }
-
-    /// The attempt's side: gives `attempt` to the waiting submission (`None`), or returns it when the
-    /// submission stopped waiting, for the caller to record.
-    pub fn offer(&self, attempt: Attempt) -> Option<Attempt> {
-        let unclaimed = {
-            let mut slot = self.0.0.lock().expect("handoff lock");
-            if matches!(*slot, Slot::GaveUp) {
-                Some(attempt)
-            } else {
-                *slot = Slot::Arrived(attempt);
-                None
-            }
-        };
-        if unclaimed.is_none() {
-            self.0.1.notify_one();
-        }
-        unclaimed
-    }
-
-    /// The submission's side: the attempt's result if it arrives within `budget`. If the waiting
-    /// future is dropped (the host hung up), the attempt records its own result.
-    pub(super) async fn wait(&self, budget: Duration) -> Option<Attempt> {
-        let _give_up_if_dropped = GiveUpOnDrop(self.clone());
-        let _ = tokio::time::timeout(budget, self.0.1.notified()).await;
-        let mut slot = self.0.0.lock().expect("handoff lock");
-        match std::mem::replace(&mut *slot, Slot::GaveUp) {
-            Slot::Arrived(attempt) => Some(attempt),
-            _ => None,
-        }
+    /// Gives `attempt` to the waiting submission (`None`), or returns it when the submission stopped
+    /// waiting (its budget ran out, or the host hung up), for the caller to record.
+    pub fn offer(self, attempt: Attempt) -> Option<Attempt> {
+        self.0.send(attempt).err()
     }
 }
 
-/// Hands the attempt back to its own task when the waiting submission goes away before taking it.
-struct GiveUpOnDrop(Handoff);
+/// The submission's side of the hand-off.
+pub(super) struct Awaited(oneshot::Receiver<Attempt>);
 
-impl Drop for GiveUpOnDrop {
-    fn drop(&mut self) {
-        if let Ok(mut slot) = self.0.0.0.lock()
-            && matches!(*slot, Slot::Waiting)
-        {
-            *slot = Slot::GaveUp;
+pub(super) fn pair() -> (Handoff, Awaited) {
+    let (sender, receiver) = oneshot::channel();
+    (Handoff(sender), Awaited(receiver))
+}
+
+impl Awaited {
+    /// The attempt's result if it arrives within `budget`. Past the budget the channel is closed, so
+    /// a result that comes later goes back to the attempt; so does one that comes after this future
+    /// was dropped (the host hung up).
+    pub(super) async fn within(mut self, budget: Duration) -> Option<Attempt> {
+        match tokio::time::timeout(budget, &mut self.0).await {
+            Ok(result) => result.ok(),
+            Err(_) => {
+                self.0.close();
+                // Sent in the moment between the timeout and the close: still ours.
+                self.0.try_recv().ok()
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter}
 use super::{
     InvitationStatus,
     eligibility::{Opened, Refusal, World},
-    handoff::{Courier, Handoff, Letter},
+    handoff::{self, Courier, Letter},
     issue::{IssueRequest, Issued, issue_invitation},
     state,
 };
@@ -289,7 +289,7 @@ async fn first_attempt(
 ) -> Result<StoredAnswer, SubmitError> {
     let Issue { issued, to, username, shop, customer } = issue;
     let Issued { invitation, message: row, token, expires_at } = issued;
-    let handoff = Handoff::new();
+    let (handoff, awaited) = handoff::pair();
     let letter = Letter {
         message: row.clone(),
         shop: shop.clone(),
@@ -300,10 +300,10 @@ async fn first_attempt(
         token,
         expires_at,
     };
-    deps.courier.clone().start(letter, handoff.clone()).map_err(SubmitError::Internal)?;
+    deps.courier.clone().start(letter, handoff).map_err(SubmitError::Internal)?;
     // If the host hangs up while we wait, this future is dropped here: the attempt then records its
     // own result rather than leaving it for nobody (and the row to be sent again).
-    let attempt = handoff.wait(INLINE_BUDGET).await;
+    let attempt = awaited.within(INLINE_BUDGET).await;
 
     let world = World { shop: Some(shop), customer: Some(customer) };
     let now = deps.clock.now();
