@@ -33,9 +33,11 @@ use crate::{
         HostContext, actions::ActionsApi, intake::IntakeKeys, lifecycle_writer::LifecycleWriter,
         webhooks::WebhooksApi,
     },
+    identity::{Client, Identity, KeyRing},
     inbox::RecentlyAnswered,
     maintenance::{self, Jobs},
     manifest::{self, Manifest},
+    oidc,
     portal::{self, PortalContext, PortalParts, headers::SecurityHeaders},
     recover::{ErrorPage, RecoverPanics},
     sealing::Sealer,
@@ -161,6 +163,19 @@ impl App {
             settings: settings.portal.clone(),
             wake_sender: delivery.wake.clone(),
         });
+        let client_id = Manifest::parse(manifest::EMBEDDED)
+            .map(|m| m.plugin.key)
+            .map_err(|e| StartError::Delivery(format!("the embedded manifest is invalid: {e}")))?;
+        let identity = Arc::new(Identity {
+            db: db.clone(),
+            clock: clock.clone(),
+            keys: KeyRing::open(db.clone(), clock.now()).await.map_err(|e| StartError::Database {
+                url: settings.database_url.to_string(),
+                cause: e.to_string(),
+            })?,
+            client: Client::new(client_id, secrets.to_vec()),
+            public_url: settings.public_url.clone(),
+        });
         let shutting_down = Arc::new(AtomicBool::new(false));
         let health = HealthApi { db: db.clone(), shutting_down: shutting_down.clone() };
         let jobs = Jobs {
@@ -176,7 +191,8 @@ impl App {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.listen);
-        let routes = routes(&settings.public_url, host, IntakeKeys { secrets, clock }, health, portal);
+        let routes =
+            routes(&settings.public_url, host, IntakeKeys { secrets, clock }, health, portal, identity);
         let (stop_background, stopped) = watch::channel(false);
         let (stop_server, mut server_stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
@@ -305,6 +321,7 @@ fn routes(
     intake: IntakeKeys,
     health: HealthApi,
     portal: PortalContext,
+    identity: Arc<Identity>,
 ) -> impl poem::Endpoint + 'static {
     let api = OpenApiService::new(
         (WebhooksApi { ctx: host.clone() }, ActionsApi { ctx: host }, health),
@@ -337,7 +354,7 @@ fn routes(
             }),
         )
         .at("/problems/:code", get(problem_page))
-        .nest("/p", portal::routes().data(portal.clone()))
+        .nest("/p", oidc::add_routes(portal::routes(), identity).data(portal.clone()))
         .at("/static/portal.css", get(portal::stylesheet))
         .nest("/", api)
         .data(intake)

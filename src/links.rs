@@ -24,6 +24,18 @@ pub fn reset(public_url: &Url, shop_id: &str, token: &RawToken) -> String {
     format!("{}/p/{shop_id}/reset/{}", base(public_url), token.as_str())
 }
 
+/// The shop's OpenID Connect issuer (contract §8): `{base_url}/p/{shop_id}`. Discovery and every
+/// endpoint of the shop's provider hang below it.
+pub fn issuer(public_url: &Url, shop_id: &str) -> String {
+    format!("{}/p/{shop_id}", base(public_url))
+}
+
+/// An endpoint of the shop's provider (`{issuer}/oidc/{name}`): a path of its own, so it never
+/// clashes with the portal's pages.
+pub fn oidc_endpoint(public_url: &Url, shop_id: &str, name: &str) -> String {
+    format!("{}/oidc/{name}", issuer(public_url, shop_id))
+}
+
 /// The shop's portal login page.
 pub fn login(public_url: &Url, shop_id: &str) -> String {
     format!("{}/p/{shop_id}/login", base(public_url))

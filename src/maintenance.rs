@@ -74,6 +74,7 @@ pub async fn run_once(state: &Jobs) {
             Box::pin(async move {
                 let sessions = crate::accounts::sessions::purge_expired(txn, idle, now).await?;
                 crate::accounts::throttle::purge_stale(txn, now).await?;
+                crate::identity::grants::purge_expired(txn, now).await?;
                 Ok::<_, sea_orm::DbErr>(sessions)
             })
         })

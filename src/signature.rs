@@ -59,6 +59,13 @@ impl WebhookSecret {
         format!("{SECRET_PREFIX}{}", STANDARD.encode(crate::random::bytes::<32>()))
     }
 
+    /// Whether `presented` is this secret exactly as the host shows it (`whsec_` and its base64), in
+    /// constant time (the host also uses it as its OpenID client secret, §8).
+    pub fn matches_text(&self, presented: &str) -> bool {
+        let own = format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.key));
+        bool::from(subtle::ConstantTimeEq::ct_eq(own.as_bytes(), presented.as_bytes()))
+    }
+
     /// The raw HMAC tag of one message.
     fn tag(&self, id: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
         let mut mac =

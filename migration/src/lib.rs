@@ -9,6 +9,7 @@ mod m20261123_000001_foundation;
 mod m20261123_000002_invitations;
 mod m20261123_000003_sessions;
 mod m20261201_000004_outbox_claims;
+mod m20261202_000005_identity;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_invitations::Migration),
             Box::new(m20261123_000003_sessions::Migration),
             Box::new(m20261201_000004_outbox_claims::Migration),
+            Box::new(m20261202_000005_identity::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@
 //! the "password changed" notice. A link that once worked (used, revoked or expired), submitted
 //! again, is a security event: someone holds an old email.
 
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{
     AccountError, Accounts, HashChange,
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     domain::{Channel, CustomerId, EmailAddress, ShopId},
-    entities::{customer, portal_account, shop, token},
+    entities::{customer, invitation, portal_account, shop, token},
     invitations,
     outbox::{self, MessageKind, NewMessage},
     tokens::{self, Found, Purpose, RawToken, Spent},
@@ -106,6 +106,13 @@ impl Accounts {
             Purpose::Setup => None,
         };
         let notice_queued = notice_to.is_some();
+        // A link that went by email proves the customer reads that mailbox. Links by email die when
+        // the address changes (`invitations::follow_email_change`), so a link still usable here went
+        // to the profile's current address.
+        let verified_email = match self.link_went_by_email(token).await? {
+            true => self.notification_address(account).await?.map(|a| normalize_address(&a)),
+            false => None,
+        };
         let (token_id, account_id, shop_id, customer_id, throttle_key, owner) = (
             token.id.clone(),
             account.id.clone(),
@@ -130,6 +137,9 @@ impl Accounts {
                         return Ok(None);
                     }
                     write_password_hash(txn, &account_id, hash, HashChange::NewPassword, now).await?;
+                    if let Some(address) = verified_email {
+                        mark_email_verified(txn, &account_id, address).await?;
+                    }
                     // A new password ends every session the account had, wherever it was, and every
                     // other link it was sent: none may set the password again.
                     sessions::end_all(txn, &account_id).await?;
@@ -164,6 +174,17 @@ impl Accounts {
         Ok(PasswordChange::Set { session, notice_queued })
     }
 
+    /// Whether this link was sent by email: every reset link, and the set-up link of an invitation
+    /// by email.
+    async fn link_went_by_email(&self, token: &token::Model) -> Result<bool, sea_orm::DbErr> {
+        if token.purpose == Purpose::Reset.as_str() {
+            return Ok(true);
+        }
+        let Some(invitation_id) = token.invitation_id.as_deref() else { return Ok(false) };
+        let invitation = invitation::Entity::find_by_id(invitation_id).one(self.db.conn()).await?;
+        Ok(invitation.is_some_and(|i| i.channel == Channel::Email.as_str()))
+    }
+
     /// Where account email goes: the address on the customer's profile, else the username.
     async fn notification_address(
         &self,
@@ -174,6 +195,23 @@ impl Accounts {
             .await?;
         Ok(customer.and_then(|c| c.email).or_else(|| Some(account.username.clone())))
     }
+}
+
+fn normalize_address(address: &str) -> String {
+    EmailAddress::parse(address).map(|e| e.normalized()).unwrap_or_else(|_| address.to_lowercase())
+}
+
+async fn mark_email_verified<C: ConnectionTrait>(
+    conn: &C,
+    account_id: &str,
+    address: String,
+) -> Result<(), sea_orm::DbErr> {
+    portal_account::Entity::update_many()
+        .col_expr(portal_account::Column::VerifiedEmail, sea_orm::sea_query::Expr::value(address))
+        .filter(portal_account::Column::Id.eq(account_id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// A password form was posted with a link that once worked and no longer does: someone holds an

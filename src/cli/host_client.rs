@@ -79,6 +79,8 @@ impl ShopArgs {
             locale: self.locale.clone(),
             email: non_empty(&self.shop_email),
             phone: non_empty(&self.shop_phone),
+            // `simulate` learns to register one in a later change.
+            portal: None,
         }
     }
 }

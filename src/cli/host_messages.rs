@@ -30,6 +30,35 @@ pub struct Shop {
     pub email: Option<String>,
     /// Sent as `null` when `None`.
     pub phone: Option<String>,
+    /// The host's own Customer Portal (§4's `portal` object); sent as `null` when `None`.
+    pub portal: Option<Portal>,
+}
+
+/// The `portal` object of a shop snapshot: the host's own Customer Portal, which signs customers in
+/// through the plugin (§8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Portal {
+    pub url: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+impl Portal {
+    /// A portal at `base` (e.g. `https://my.workshop.example/portal`) with the callback and
+    /// signed-out addresses a host would register under it.
+    pub fn at(base: &str, shop_id: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        Self {
+            url: format!("{base}/{shop_id}"),
+            redirect_uris: vec![format!("{base}/oidc/callback")],
+            post_logout_redirect_uris: vec![format!("{base}/{shop_id}/signed-out")],
+        }
+    }
+
+    fn wire(&self) -> Value {
+        json!({"url": self.url, "redirect_uris": self.redirect_uris,
+               "post_logout_redirect_uris": self.post_logout_redirect_uris})
+    }
 }
 
 impl Shop {
@@ -45,14 +74,20 @@ impl Shop {
             locale: "en-AU".to_owned(),
             email: Some("service@southside.example".to_owned()),
             phone: Some("+61 7 3000 0000".to_owned()),
+            portal: None,
         }
     }
 
     /// The snapshot at `version` (the host's counter; a lower one than stored is ignored).
     pub fn snapshot(&self, version: i64) -> Value {
-        json!({"id": self.id, "name": self.name, "subscription_tier": self.tier,
+        let mut snapshot = json!({"id": self.id, "name": self.name, "subscription_tier": self.tier,
                "customer_portal_active": self.portal_active, "timezone": self.timezone, "locale": self.locale,
-               "email": self.email, "phone": self.phone, "version": version})
+               "email": self.email, "phone": self.phone, "version": version});
+        // A host without a portal of its own leaves the object out (§4 allows absent or null).
+        if let Some(portal) = &self.portal {
+            snapshot["portal"] = portal.wire();
+        }
+        snapshot
     }
 }
 
@@ -186,6 +221,16 @@ mod tests {
             plugin_installed(&Shop::example("shop_1"), 3, owner, at),
             json!({"type": "plugin.installed", "timestamp": "2026-11-23T10:00:00+00:00", "shop_id": "shop_1",
                    "data": {"shop": shop, "installed_by": {"id": "usr_1", "name": "Owner"}}})
+        );
+        let with_portal = Shop {
+            portal: Some(Portal::at("https://my.workshop.example/portal", "shop_1")),
+            ..Shop::example("shop_1")
+        };
+        assert_eq!(
+            with_portal.snapshot(3)["portal"],
+            json!({"url": "https://my.workshop.example/portal/shop_1",
+                   "redirect_uris": ["https://my.workshop.example/portal/oidc/callback"],
+                   "post_logout_redirect_uris": ["https://my.workshop.example/portal/shop_1/signed-out"]})
         );
         assert_eq!(
             plugin_uninstalled("shop_1", owner, at)["data"],

@@ -62,11 +62,23 @@ pub enum Command {
     ///
     /// Use it for tests and local runs; in production the host creates the secret at registration.
     Secret,
+    /// Manage the RSA keys ID tokens are signed with (generated on first start, kept in the database).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Check a plugin manifest against the host contract (default: the one built into this binary).
     CheckManifest {
         /// The manifest file to check instead of the built-in one.
         path: Option<PathBuf>,
     },
+}
+
+/// `portal-invites keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key. Relying parties see it in the JWKS at once; it signs ID tokens from
+    /// 5 minutes later (once their cached JWKS lists it); the key it replaces stays published until
+    /// nothing it signed can still be valid. Running instances pick the change up by themselves.
+    Rotate,
 }
 
 fn settings_help() -> String {
@@ -96,6 +108,7 @@ pub fn main() -> ExitCode {
         },
         Command::Simulate(args) => with_runtime(simulate::run(*args)),
         Command::Migrate { status } => with_runtime(migrate(cli.config, status)),
+        Command::Keys(KeysCommand::Rotate) => with_runtime(rotate_keys(cli.config)),
     }
 }
 
@@ -172,6 +185,45 @@ async fn migrate(config: Option<PathBuf>, status_only: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn rotate_keys(config: Option<PathBuf>) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let url = settings.database_url;
+    let db = match Database::connect(&url).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("error: cannot open the database at {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = db.migrate().await {
+        eprintln!("error: migrating {url} failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    let clock = crate::clock::Clock::system();
+    let rotated = async {
+        let ring = crate::identity::KeyRing::open(db.clone(), clock.now()).await?;
+        ring.rotate(clock.now()).await
+    };
+    let code = match rotated.await {
+        Ok((kid, signs_from)) => {
+            println!(
+                "added signing key {kid}; it is published now and signs ID tokens from {}",
+                signs_from.to_rfc3339()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: rotating the signing key failed: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    let _ = db.close().await;
+    code
 }
 
 fn check_manifest(path: Option<PathBuf>) -> ExitCode {

@@ -2,6 +2,7 @@
 
 pub mod channel;
 pub mod contact;
+pub mod host_portal;
 #[cfg(test)]
 pub mod hostile;
 pub mod ids;
@@ -10,6 +11,7 @@ pub mod shop;
 
 pub use channel::Channel;
 pub use contact::{E164Number, EmailAddress, InvalidContact, Text};
+pub use host_portal::HostPortal;
 pub use ids::{CustomerId, InteractionId, InvalidId, ShopId, WebhookId};
 pub use raw_token::RawToken;
 pub use shop::{Locale, SubscriptionTier, TimeZone};

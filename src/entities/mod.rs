@@ -4,10 +4,13 @@
 pub mod customer;
 pub mod invitation;
 pub mod login_throttle;
+pub mod oidc_grant;
+pub mod oidc_request;
 pub mod outbox_message;
 pub mod portal_account;
 pub mod service_key;
 pub mod session;
 pub mod shop;
+pub mod signing_key;
 pub mod token;
 pub mod webhook_message;

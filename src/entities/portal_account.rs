@@ -17,6 +17,8 @@ pub struct Model {
     pub password_hash: Option<String>,
     /// When the password was last set.
     pub password_changed_at: Option<i64>,
+    /// The address the customer proved they control by using a link emailed to it (normalised).
+    pub verified_email: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::domain::{ShopId, SubscriptionTier, TimeZone};
+use crate::domain::{HostPortal, ShopId, SubscriptionTier, TimeZone};
 
 /// One row of `shops`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -25,6 +25,8 @@ pub struct Model {
     pub email: Option<String>,
     /// The shop's phone number, for customers who need help.
     pub phone: Option<String>,
+    /// The host's own Customer Portal (`HostPortal` as JSON); `None` where the host has none.
+    pub portal: Option<String>,
     /// The host's snapshot version; older snapshots are ignored.
     pub version: i64,
     /// Installed now (false after `plugin.uninstalled`).
@@ -57,6 +59,11 @@ impl Model {
     /// UTC when the stored name cannot be read (a row older than the checks).
     pub fn time_zone(&self) -> TimeZone {
         TimeZone::or_utc(&self.timezone)
+    }
+
+    /// The host's own Customer Portal, when the host runs one for this shop.
+    pub fn host_portal(&self) -> Option<HostPortal> {
+        HostPortal::from_stored(self.portal.as_deref())
     }
 
     /// Whether the shop serves its Customer Portal now: installed, on a tier that includes it, and

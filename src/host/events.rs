@@ -13,7 +13,9 @@ use serde_json::value::RawValue;
 
 use super::problem::HostError;
 use crate::{
-    domain::{CustomerId, E164Number, EmailAddress, Locale, ShopId, SubscriptionTier, Text, TimeZone},
+    domain::{
+        CustomerId, E164Number, EmailAddress, HostPortal, Locale, ShopId, SubscriptionTier, Text, TimeZone,
+    },
     shops::{
         ShopEvent,
         snapshot::{CustomerSnapshot, MAX_NAME, MAX_PHONE, ShopSnapshot},
@@ -119,8 +121,23 @@ pub struct ShopWire {
     /// Contact phone.
     #[serde(default)]
     pub phone: Option<String>,
+    /// The host's own Customer Portal; absent or null where the host has none.
+    #[serde(default)]
+    pub portal: Option<PortalWire>,
     /// Grows with every change.
     pub version: u64,
+}
+
+/// The `portal` object of a shop snapshot (§4, §8).
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct PortalWire {
+    /// The portal's start page.
+    pub url: String,
+    /// Where authorization responses may be sent (exact match).
+    pub redirect_uris: Vec<String>,
+    /// Where a logout may return the customer (exact match).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// The customer snapshot on the wire.
@@ -296,6 +313,13 @@ pub fn check_shop(wire: &ShopWire, envelope_shop: &ShopId, path: &str) -> Result
         locale: field(&format!("{path}.locale"), Locale::parse(&wire.locale))?,
         email: optional(&format!("{path}.email"), wire.email.as_deref(), EmailAddress::parse)?,
         phone: optional(&format!("{path}.phone"), wire.phone.as_deref(), |v| Text::parse(v, MAX_PHONE))?,
+        portal: match &wire.portal {
+            None => None,
+            Some(p) => Some(
+                HostPortal::parse(&p.url, &p.redirect_uris, &p.post_logout_redirect_uris)
+                    .map_err(|e| HostError::Rule(format!("{path}.portal.{e}")))?,
+            ),
+        },
         version: check_version(wire.version, &format!("{path}.version"))?,
     })
 }

@@ -154,6 +154,7 @@ mod tests {
             locale: "en-AU".into(),
             email: None,
             phone: None,
+            portal: None,
             version: 1,
             installed: true,
             lifecycle_at: 0,

@@ -139,6 +139,7 @@ async fn ensure_account<C: ConnectionTrait>(
                 username: Set(email.normalized()),
                 password_hash: Set(None),
                 password_changed_at: Set(None),
+                verified_email: Set(None),
                 created_at: Set(to_millis(now)),
                 updated_at: Set(to_millis(now)),
             };

@@ -47,13 +47,13 @@ impl PortalContext {
         Self(Arc::new(parts))
     }
 
-    pub(super) fn cookie_names(&self) -> CookieNames {
+    pub fn cookie_names(&self) -> CookieNames {
         CookieNames { secure: self.secure_cookies }
     }
 
     /// The shop of a `/p/{shop_id}` address; `NotFound` for an id that is malformed or never
     /// installed.
-    pub(super) async fn find_shop(&self, shop_id: &str) -> Result<shop::Model, PortalError> {
+    pub async fn find_shop(&self, shop_id: &str) -> Result<shop::Model, PortalError> {
         let id = ShopId::parse(shop_id).map_err(|_| PortalError::NotFound)?;
         let shop = self.shops.get(&self.db, &id).await?.ok_or(PortalError::NotFound)?;
         Ok(shop::Model::clone(&shop))

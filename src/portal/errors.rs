@@ -35,6 +35,14 @@ pub enum PortalError {
     /// Password hashing is at capacity: retry in a moment.
     #[error("busy")]
     Busy(Option<Box<shop::Model>>),
+    /// A sign-in request from an address we cannot trust to send the answer back to (an unknown
+    /// client, or a redirect URI the shop did not register): shown, never redirected (RFC 6749
+    /// §4.1.2.1).
+    #[error("sign-in request refused: {reason}")]
+    SignInRefused { shop: Box<shop::Model>, reason: &'static str },
+    /// A sign-in that waited for the customer to log in is gone (expired or already answered).
+    #[error("the sign-in request expired")]
+    SignInExpired(Box<shop::Model>),
     /// A body that is not a form.
     #[error("bad request")]
     BadRequest,
@@ -155,6 +163,32 @@ impl PortalError {
                     false,
                 ),
                 Some(1),
+            ),
+            Self::SignInRefused { shop, reason } => (
+                StatusCode::BAD_REQUEST,
+                notice(
+                    Base::shop(portal, &shop, "This sign-in link isn't valid"),
+                    "This sign-in link isn't valid",
+                    &format!(
+                        "{reason} Go back to {}'s portal and sign in from there. If this keeps happening, contact {}:",
+                        shop.name, shop.name
+                    ),
+                    true,
+                ),
+                None,
+            ),
+            Self::SignInExpired(shop) => (
+                StatusCode::BAD_REQUEST,
+                notice(
+                    Base::shop(portal, &shop, "Please sign in again"),
+                    "Please sign in again",
+                    &format!(
+                        "This sign-in took too long or was already completed. Go back to {}'s portal and sign in again.",
+                        shop.name
+                    ),
+                    false,
+                ),
+                None,
             ),
             Self::BadRequest => (
                 StatusCode::BAD_REQUEST,

@@ -16,7 +16,7 @@ use super::{
     context::require_available,
     errors::PortalError,
     form::{AnyShopForm, CsrfForm},
-    pages, respond, start_at_home,
+    landing, pages, respond, start_session,
 };
 use crate::{
     accounts::{Link, PasswordChange, Presented},
@@ -98,7 +98,7 @@ async fn save(
                 if notice_queued {
                     portal.wake_sender.notify_one();
                 }
-                Ok(start_at_home(portal, &shop.id, &session, None))
+                Ok(start_session(portal, &landing(portal, &shop, None), &session, None))
             }
         }
     }

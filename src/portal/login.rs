@@ -12,17 +12,19 @@ use super::{
     PortalContext, client, cookies, device,
     errors::PortalError,
     form::{AvailableShopForm, CsrfForm},
-    pages, respond, start_at_home,
+    landing, pages,
+    pages::LoginExtras,
+    respond, start_session,
 };
-use crate::{
-    accounts::{Login, LoginAttempt, Username},
-    links,
-};
+use crate::accounts::{Login, LoginAttempt, Username};
 
 #[derive(Deserialize)]
 pub(super) struct Notice {
     #[serde(default)]
     notice: Option<String>,
+    /// A sign-in waiting for this login (the authorization endpoint sent the customer here).
+    #[serde(default, rename = "continue")]
+    continue_with: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +35,8 @@ pub(super) struct LoginForm {
     email: String,
     #[serde(default)]
     password: String,
+    #[serde(default, rename = "continue")]
+    continue_with: Option<String>,
 }
 
 impl CsrfForm for LoginForm {
@@ -51,16 +55,21 @@ pub async fn show_login(
 ) -> Response {
     let result = async {
         let shop = portal.available_shop(&shop_id).await?;
-        if let Some(cookie) = cookies::read_cookie(request, portal.cookie_names().session())
+        // A sign-in may ask for the password again (`prompt=login`, `max_age`): then the form is
+        // shown even to a customer who is logged in.
+        let continue_with = query.continue_with.as_deref().filter(|c| !c.is_empty());
+        if continue_with.is_none()
+            && let Some(cookie) = cookies::read_cookie(request, portal.cookie_names().session())
             && portal.accounts.find_session(cookie, &shop.shop_id()).await?.is_some()
         {
-            return Ok(pages::see_other(&links::home(&portal.public_url, &shop.id)));
+            return Ok(pages::see_other(&landing(portal, &shop, None)));
         }
         let notice = match query.notice.as_deref() {
             Some("logged-out") => Some("You're logged out."),
             _ => None,
         };
-        Ok(pages::login_page(portal, request, &shop, StatusCode::OK, "", notice, None))
+        let extras = LoginExtras { notice, error: None, continue_with };
+        Ok(pages::login_page(portal, request, &shop, StatusCode::OK, "", extras))
     }
     .await;
     respond(portal, result)
@@ -75,8 +84,11 @@ pub async fn submit_login(
 ) -> Response {
     let result = async {
         let typed = form.email.trim();
-        let refused =
-            |status, error| Ok(pages::login_page(portal, request, &shop, status, typed, None, Some(error)));
+        let continue_with = form.continue_with.as_deref().filter(|c| !c.is_empty());
+        let refused = |status, error| {
+            let extras = LoginExtras { notice: None, error: Some(error), continue_with };
+            Ok(pages::login_page(portal, request, &shop, status, typed, extras))
+        };
         if typed.is_empty() || form.password.is_empty() {
             return refused(StatusCode::UNPROCESSABLE_ENTITY, "Enter your email address and password.");
         }
@@ -96,7 +108,7 @@ pub async fn submit_login(
         match portal.accounts.authenticate(attempt).await {
             Ok(Login::LoggedIn(session)) => {
                 let remembered = device::remember(request, names, key, &shop.id, username.as_str());
-                Ok(start_at_home(portal, &shop.id, &session, Some(remembered)))
+                Ok(start_session(portal, &landing(portal, &shop, continue_with), &session, Some(remembered)))
             }
             Ok(Login::Failed) => refused(StatusCode::UNPROCESSABLE_ENTITY, pages::FAILED),
             Err(error) => Err(PortalError::from_accounts(error, &shop)),

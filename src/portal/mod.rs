@@ -28,6 +28,8 @@ use poem::{Response, Route, get, handler};
 pub use context::{PortalContext, PortalParts};
 use errors::PortalError;
 
+use crate::entities::shop;
+
 /// The stylesheet, built into the binary.
 const STYLESHEET: &str = include_str!("../../templates/static/portal.css");
 
@@ -66,11 +68,25 @@ fn respond(portal: &PortalContext, result: Result<Response, PortalError>) -> Res
     result.unwrap_or_else(|e| e.page(portal))
 }
 
+/// Where a customer goes once logged in: back into the sign-in that waited for the login, else the
+/// host's portal for the shop when it runs one (which signs them in at once through this session,
+/// contract §8), else our own home page.
+fn landing(portal: &PortalContext, shop: &shop::Model, continue_with: Option<&str>) -> String {
+    if let Some(handle) = continue_with.and_then(crate::tokens::RawToken::parse) {
+        let resume = crate::links::portal_path(&portal.public_url, &shop.id, "oidc/continue");
+        return format!("{resume}?request={}", handle.as_str());
+    }
+    match shop.host_portal() {
+        Some(host) => host.url,
+        None => crate::links::home(&portal.public_url, &shop.id),
+    }
+}
+
 /// The customer is logged in with a new session: its cookie replaces the pre-session one (and
-/// `also`, e.g. the device cookie, is set), and the browser goes to the portal home.
-fn start_at_home(
+/// `also`, e.g. the device cookie, is set), and the browser goes on to `landing`.
+fn start_session(
     portal: &PortalContext,
-    shop_id: &str,
+    landing: &str,
     session: &crate::tokens::RawToken,
     also: Option<String>,
 ) -> Response {
@@ -80,8 +96,5 @@ fn start_at_home(
         Some(names.clear(names.presession())),
         also,
     ];
-    cookies::with_cookies(
-        pages::see_other(&crate::links::home(&portal.public_url, shop_id)),
-        cookies.into_iter().flatten(),
-    )
+    cookies::with_cookies(pages::see_other(landing), cookies.into_iter().flatten())
 }

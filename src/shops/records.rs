@@ -18,7 +18,7 @@ use sea_orm::{
 use super::snapshot::{CustomerSnapshot, ShopSnapshot};
 use crate::{
     clock::to_millis,
-    domain::{CustomerId, ShopId},
+    domain::{CustomerId, HostPortal, ShopId},
     entities::{customer, shop},
 };
 
@@ -94,6 +94,7 @@ pub async fn store_shop<C: ConnectionTrait>(
         locale: Set(snapshot.locale.as_str().to_owned()),
         email: Set(snapshot.email.as_ref().map(|e| e.as_str().to_owned())),
         phone: Set(snapshot.phone.as_ref().map(|p| p.as_str().to_owned())),
+        portal: Set(snapshot.portal.as_ref().map(HostPortal::to_stored)),
         version: Set(snapshot.version),
         installed: Set(false),
         lifecycle_at: Set(i64::MIN),
@@ -113,6 +114,7 @@ pub async fn store_shop<C: ConnectionTrait>(
                     C::Locale,
                     C::Email,
                     C::Phone,
+                    C::Portal,
                     C::Version,
                     C::UpdatedAt,
                 ])
@@ -234,6 +236,7 @@ pub fn shop_row(stored: shop::Model, snapshot: &ShopSnapshot, now: DateTime<Utc>
         locale: snapshot.locale.as_str().to_owned(),
         email: snapshot.email.as_ref().map(|e| e.as_str().to_owned()),
         phone: snapshot.phone.as_ref().map(|p| p.as_str().to_owned()),
+        portal: snapshot.portal.as_ref().map(HostPortal::to_stored),
         version: snapshot.version,
         updated_at: to_millis(now),
         ..stored

@@ -1,6 +1,8 @@
 //! Shop and customer snapshots as the host sends them (contract §4), after every field was checked.
 
-use crate::domain::{CustomerId, E164Number, EmailAddress, Locale, ShopId, SubscriptionTier, Text, TimeZone};
+use crate::domain::{
+    CustomerId, E164Number, EmailAddress, HostPortal, Locale, ShopId, SubscriptionTier, Text, TimeZone,
+};
 
 /// Longest name we keep, in characters.
 pub const MAX_NAME: usize = 200;
@@ -24,6 +26,8 @@ pub struct ShopSnapshot {
     pub email: Option<EmailAddress>,
     /// Contact phone for customers, as the shop writes it.
     pub phone: Option<Text>,
+    /// The host's own Customer Portal, when it runs one (the shop's OpenID client, §8).
+    pub portal: Option<HostPortal>,
     /// Grows with every change on the host.
     pub version: i64,
 }

@@ -14,8 +14,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["clock", "config", "domain", "entities", "links", "random", "sealing", "signature", "templates"],
     ),
     ("persistence mechanisms", &["db", "inbox", "outbox", "tokens"]),
-    ("the domain", &["accounts", "invitations", "shops"]),
-    ("the edges", &["delivery", "health", "host", "manifest", "portal", "recover"]),
+    ("the domain", &["accounts", "identity", "invitations", "shops"]),
+    ("the edges", &["delivery", "health", "host", "manifest", "oidc", "portal", "recover"]),
     ("the app", &["app", "cli", "maintenance", "telemetry"]),
 ];
 

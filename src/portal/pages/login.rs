@@ -23,17 +23,28 @@ struct LoginPage {
     email: String,
     notice: Option<&'static str>,
     error: Option<&'static str>,
+    /// The handle of a sign-in that waits for this login (see `oidc`).
+    #[serde(rename = "continue")]
+    continue_with: Option<String>,
 }
 
-/// The login form, with the email typed so far, a notice above it or an error under it.
+/// What a login form carries besides the fields: a notice above it or an error under it, and the
+/// sign-in it continues.
+#[derive(Default)]
+pub struct LoginExtras<'a> {
+    pub notice: Option<&'static str>,
+    pub error: Option<&'static str>,
+    pub continue_with: Option<&'a str>,
+}
+
+/// The login form, with the email typed so far.
 pub fn login_page(
     portal: &PortalContext,
     request: &Request,
     shop: &shop::Model,
     status: StatusCode,
     email: &str,
-    notice: Option<&'static str>,
-    error: Option<&'static str>,
+    extras: LoginExtras<'_>,
 ) -> Response {
     let (csrf, cookie) = csrf_for(portal, request);
     let context = LoginPage {
@@ -41,8 +52,9 @@ pub fn login_page(
         action: links::portal_path(&portal.public_url, &shop.id, "login"),
         csrf,
         email: email.to_owned(),
-        notice,
-        error,
+        notice: extras.notice,
+        error: extras.error,
+        continue_with: extras.continue_with.map(str::to_owned),
     };
     with_cookies(render(portal, "pages/login.html", status, &context), cookie)
 }

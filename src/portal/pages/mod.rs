@@ -5,14 +5,16 @@ mod forgot;
 mod home;
 mod login;
 mod password;
+mod signout;
 
 use poem::{Response, http::StatusCode};
 use serde::Serialize;
 
 pub use forgot::{forgot_page, forgot_sent_page};
 pub use home::{CLEAR_SITE_DATA, home_page};
-pub use login::{FAILED, login_page};
+pub use login::{FAILED, LoginExtras, login_page};
 pub use password::password_page;
+pub use signout::sign_out_page;
 
 use super::PortalContext;
 use crate::{entities::shop, links};
@@ -110,7 +112,8 @@ pub fn see_other(location: &str) -> Response {
 }
 
 /// Every page template.
-pub const PAGES: [&str; 6] = [
+pub const PAGES: [&str; 7] = [
+    "pages/signout.html",
     "pages/notice.html",
     "pages/login.html",
     "pages/password.html",
@@ -131,7 +134,8 @@ pub fn check_templates(
         "email": "jana@example.com", "notice": null, "error": null, "intro": "Intro", "submit": "Save",
         "username": "jana@example.com", "min_length": 8, "password_error": null, "confirmation_error": null,
         "email_error": null, "valid_for": "1 hour", "first_name": "Jana", "full_name": "Jana Kowalski",
-        "logout_action": "/p/shop/logout",
+        "logout_action": "/p/shop/logout", "post_logout_redirect_uri": "https://host.example/signed-out",
+        "state": "xyz", "continue": "handle", "portal_url": "https://host.example/portal",
     });
     templates.check(&PAGES, &sample)
 }
