@@ -1,10 +1,14 @@
 //! `manifest/plugin.toml`, what the host reads at registration (contract §1). Parsed into a struct
 //! that, like the host, refuses unknown keys; [`Manifest::check`] applies the contract's other rules.
+//! Its `[identity]` table (contract §8) also tells the service its per-shop OpenID Connect issuer.
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::{domain::SubscriptionTier, host::events::LifecycleEventType};
+use crate::{
+    domain::{ShopId, SubscriptionTier},
+    host::events::LifecycleEventType,
+};
 
 /// The manifest shipped with this build.
 pub const EMBEDDED: &str = include_str!("../manifest/plugin.toml");
@@ -22,6 +26,9 @@ pub struct Manifest {
     /// Buttons in the host's UI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ui: Option<Ui>,
+    /// Optional for the host (a plugin that signs no one in leaves it out); ours ships it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
 }
 
 /// `[plugin]`.
@@ -82,6 +89,28 @@ pub struct Action {
     pub url: String,
     /// The lowest tier that sees the action.
     pub min_subscription_tier: String,
+}
+
+/// `[identity]`: the host signs the shop's customers in to its portal with us as the provider.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// `openid-connect`.
+    pub protocol: String,
+    /// A path relative to `base_url` holding [`SHOP_ID`] once, e.g. `/p/{shop_id}`.
+    pub issuer: String,
+}
+
+/// Where the host puts the shop's id in `identity.issuer`.
+pub const SHOP_ID: &str = "{shop_id}";
+
+impl Identity {
+    /// The shop's issuer, spelled the way the host builds it from the deployment's manifest
+    /// (`base_url` is `public_url`, see [`Manifest::for_deployment`]). OpenID Connect compares issuers
+    /// byte for byte, so the ID tokens' `iss` and the discovery document must use exactly this.
+    pub fn issuer_for(&self, public_url: &Url, shop_id: &ShopId) -> String {
+        format!("{}{}", base_url_of(public_url), self.issuer.replacen(SHOP_ID, shop_id.as_str(), 1))
+    }
 }
 
 /// A manifest the host would reject, with the reason.
@@ -152,7 +181,15 @@ impl Manifest {
             check_path(&format!("{at}.url"), &action.url)?;
             check_tier(&format!("{at}.min_subscription_tier"), &action.min_subscription_tier)?;
         }
+        if let Some(identity) = &self.identity {
+            check_identity(identity)?;
+        }
         Ok(())
+    }
+
+    /// `[identity]`, when the manifest declares that the plugin signs customers in.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
     }
 
     /// The UI actions (none when there is no `[ui]`).
@@ -160,7 +197,8 @@ impl Manifest {
         self.ui.as_ref().map_or(&[], |ui| &ui.actions)
     }
 
-    /// Every path the host will call.
+    /// Every path the host will call with a signed message. (The issuer is not one: the customer's
+    /// browser and the host's OpenID Connect client call it, unsigned.)
     pub fn urls(&self) -> Vec<&str> {
         std::iter::once(self.webhooks.url.as_str())
             .chain(self.actions().iter().map(|a| a.url.as_str()))
@@ -170,9 +208,14 @@ impl Manifest {
     /// The manifest as TOML with `base_url` set to this deployment's public URL.
     pub fn for_deployment(&self, public_url: &Url) -> Result<String, ManifestError> {
         let mut copy = self.clone();
-        copy.plugin.base_url = public_url.as_str().trim_end_matches('/').to_owned();
+        copy.plugin.base_url = base_url_of(public_url).to_owned();
         toml::to_string(&copy).map_err(|e| ManifestError(e.to_string()))
     }
+}
+
+/// The host appends every path to `base_url`, so it must not end with a slash of its own.
+fn base_url_of(public_url: &Url) -> &str {
+    public_url.as_str().trim_end_matches('/')
 }
 
 fn is_key(value: &str) -> bool {
@@ -184,108 +227,79 @@ fn check_tier(name: &str, value: &str) -> Result<(), ManifestError> {
 }
 
 fn check_path(name: &str, value: &str) -> Result<(), ManifestError> {
-    if value.starts_with('/') && !value.starts_with("//") && !value.contains(['?', '#', ' ']) {
-        Ok(())
-    } else {
-        Err(ManifestError(format!("{name} {value:?} must be a path starting with / (relative to base_url)")))
+    match path_problem(value) {
+        None => Ok(()),
+        Some(problem) => Err(ManifestError(format!("{name} {value:?} {problem}"))),
     }
+}
+
+/// What keeps `value` from being a path the host can append to `base_url` unchanged, if anything.
+fn path_problem(value: &str) -> Option<String> {
+    if !is_relative(value) {
+        return Some("must be a path starting with / (relative to base_url)".to_owned());
+    }
+    if value.contains("//") {
+        return Some("has an empty segment (//)".to_owned());
+    }
+    if value.split('/').any(|segment| segment == "." || segment == "..") {
+        // A URL parser resolves these away, so the host would call another path.
+        return Some("has a . or .. segment".to_owned());
+    }
+    if let Some(c) = value.chars().find(|&c| !is_path_char(c)) {
+        return Some(format!("holds {c:?}, which a URL path cannot hold unescaped"));
+    }
+    let bytes = value.as_bytes();
+    let escapes_are_whole = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
+    if !escapes_are_whole {
+        return Some("has a % that does not start an escape such as %20".to_owned());
+    }
+    None
+}
+
+fn is_relative(value: &str) -> bool {
+    value.starts_with('/') && !value.starts_with("//")
+}
+
+/// RFC 3986 `pchar` and `/`: unreserved, sub-delims, `:`, `@` and the `%` of an escape.
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%".contains(c)
+}
+
+/// The host fills in [`SHOP_ID`] and then uses the issuer as it is, so whatever surrounds the
+/// placeholder must already be a clean path.
+fn check_identity(identity: &Identity) -> Result<(), ManifestError> {
+    let fail = |m: String| Err(ManifestError(m));
+    if identity.protocol != "openid-connect" {
+        return fail(format!("identity.protocol must be openid-connect, not {:?}", identity.protocol));
+    }
+    let issuer = &identity.issuer;
+    if !is_relative(issuer) {
+        return check_path("identity.issuer", issuer);
+    }
+    let placeholders = issuer.matches(SHOP_ID).count();
+    if placeholders != 1 {
+        return fail(format!(
+            "identity.issuer {issuer:?} must hold {SHOP_ID} exactly once, where the host puts each shop's id \
+             (found {placeholders})"
+        ));
+    }
+    let filled = issuer.replacen(SHOP_ID, "shop", 1);
+    if filled.contains(['{', '}']) {
+        return fail(format!("identity.issuer {issuer:?} names a placeholder other than {SHOP_ID}"));
+    }
+    if let Some(problem) = path_problem(&filled) {
+        return fail(format!("identity.issuer {issuer:?} {problem}"));
+    }
+    if issuer.ends_with('/') {
+        // Discovery appends /.well-known/openid-configuration, and issuers compare byte for byte.
+        return fail(format!("identity.issuer {issuer:?} must not end with /"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::hostile;
-    use proptest::prelude::*;
-
-    #[test]
-    fn the_shipped_manifest_is_valid_and_subscribes_to_every_handled_event() {
-        let manifest = Manifest::parse(EMBEDDED).unwrap();
-        let mut listed: Vec<&str> = manifest.webhooks.events.iter().map(String::as_str).collect();
-        let mut handled: Vec<&str> = LifecycleEventType::ALL.iter().map(|e| e.name()).collect();
-        listed.sort_unstable();
-        handled.sort_unstable();
-        assert_eq!(listed, handled);
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected_like_the_host_does() {
-        let text = EMBEDDED.replace("[requirements]", "[requirements]\nmax_shops = 3");
-        let err = Manifest::parse(&text).unwrap_err();
-        assert!(err.0.contains("max_shops"), "{err}");
-    }
-
-    #[test]
-    fn contract_rules_are_checked() {
-        let cases = [
-            (EMBEDDED.replace("customer-portal-invitations", "Customer Portal"), "plugin.key"),
-            (EMBEDDED.replace("standard-webhooks-v1", "hmac"), "webhooks.signature"),
-            (EMBEDDED.replace("\"/webhooks\"", "\"webhooks\""), "webhooks.url"),
-            (EMBEDDED.replace("\"shop.updated\"", "\"order.created\""), "order.created"),
-            (
-                EMBEDDED.replace("min_subscription_tier = \"gold\"", "min_subscription_tier = \"diamond\""),
-                "tier",
-            ),
-            (EMBEDDED.replace("manifest_version = 1", "manifest_version = 2"), "manifest_version"),
-            (EMBEDDED.replace("https://portal.example.com", "portal.example.com"), "base_url"),
-        ];
-        for (text, expected) in cases {
-            let err = Manifest::parse(&text).unwrap_err();
-            assert!(err.0.contains(expected), "{expected}: {err}");
-        }
-    }
-
-    #[test]
-    fn the_deployment_copy_points_at_the_public_url() {
-        let manifest = Manifest::parse(EMBEDDED).unwrap();
-        let text = manifest.for_deployment(&Url::parse("https://portal.shop.example/").unwrap()).unwrap();
-        let copy = Manifest::parse(&text).unwrap();
-        assert_eq!(copy.plugin.base_url, "https://portal.shop.example");
-        assert_eq!(copy.webhooks, manifest.webhooks);
-    }
-
-    /// The shipped manifest with a few lines replaced by hostile text, a value swapped for another,
-    /// or lines dropped: what a hand-edited manifest looks like.
-    fn near_manifest() -> impl Strategy<Value = String> {
-        let edit = prop_oneof![
-            (any::<prop::sample::Index>(), hostile::text()).prop_map(|(i, t)| (i, Some(t))),
-            (any::<prop::sample::Index>(), Just(None)),
-        ];
-        let value = prop_oneof![
-            hostile::text().prop_map(|t| toml::Value::String(t).to_string()),
-            any::<i64>().prop_map(|n| n.to_string()),
-            Just("[]".to_owned()),
-            Just("{}".to_owned()),
-        ];
-        (prop::collection::vec(edit, 1..4), any::<prop::sample::Index>(), value).prop_map(
-            |(edits, which, value)| {
-                let mut lines: Vec<String> = EMBEDDED.lines().map(str::to_owned).collect();
-                let assignments: Vec<usize> =
-                    (0..lines.len()).filter(|&i| lines[i].contains(" = ")).collect();
-                let target = *which.get(&assignments);
-                let key = lines[target].split(" = ").next().unwrap_or_default().to_owned();
-                lines[target] = format!("{key} = {value}");
-                for (at, replacement) in edits {
-                    let i = at.index(lines.len());
-                    match replacement {
-                        Some(text) => lines[i] = text,
-                        None => {
-                            lines.remove(i);
-                        }
-                    }
-                }
-                lines.join("\n")
-            },
-        )
-    }
-
-    proptest! {
-        #[test]
-        fn any_text_is_a_manifest_or_an_error(text in prop_oneof![hostile::text(), near_manifest()]) {
-            if let Ok(manifest) = Manifest::parse(&text) {
-                // What we accept, the deployment copy keeps accepting.
-                let copy = manifest.for_deployment(&Url::parse("https://portal.example.com").unwrap());
-                prop_assert!(copy.is_ok_and(|copy| Manifest::parse(&copy).is_ok()));
-            }
-        }
-    }
-}
+mod tests;

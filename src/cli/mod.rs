@@ -239,8 +239,14 @@ fn check_manifest(path: Option<PathBuf>) -> ExitCode {
     };
     match Manifest::parse(&text) {
         Ok(m) => {
+            let signs_in = m.identity().map_or_else(
+                || "signs no one in".to_owned(),
+                |identity| {
+                    format!("signs customers in with {} issuers at {}", identity.protocol, identity.issuer)
+                },
+            );
             println!(
-                "{name} is valid: {} {} with {} event(s) and {} action(s)",
+                "{name} is valid: {} {} with {} event(s) and {} action(s); {signs_in}",
                 m.plugin.key,
                 m.plugin.version,
                 m.webhooks.events.len(),

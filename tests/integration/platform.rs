@@ -29,6 +29,9 @@ async fn every_url_in_the_manifest_is_routed_to_signed_intake(app: TestApp) {
     let served = Manifest::parse(&served).unwrap();
     assert_eq!(served.plugin.base_url, app.url);
     assert_eq!(served.webhooks, manifest.webhooks);
+    // The issuer is called unsigned by browsers and the host's OpenID client, so urls() leaves it out.
+    assert!(manifest.identity().is_some_and(|identity| !manifest.urls().contains(&identity.issuer.as_str())));
+    assert_eq!(served.identity, manifest.identity);
 }
 
 async fn the_openapi_document_lists_every_answer(app: TestApp) {
@@ -159,12 +162,23 @@ fn secret_prints_a_fresh_usable_secret() {
 fn check_manifest_accepts_the_shipped_one_and_explains_a_broken_one() {
     let output = binary().arg("check-manifest").output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("openid-connect issuers at /p/{shop_id}"));
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("plugin.toml");
-    std::fs::write(&broken, EMBEDDED.replace("[webhooks]", "[webhooks]\nretries = 3")).unwrap();
-    let output = binary().arg("check-manifest").arg(&broken).output().unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("retries"));
+    let refusal = |text: String| {
+        std::fs::write(&broken, text).unwrap();
+        let output = binary().arg("check-manifest").arg(&broken).output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(refusal(EMBEDDED.replace("[webhooks]", "[webhooks]\nretries = 3")).contains("retries"));
+    let stderr = refusal(EMBEDDED.replace("\"/p/{shop_id}\"", "\"https://portal.example.com/p/{shop_id}\""));
+    assert!(stderr.contains("would be rejected by the host: identity.issuer"), "{stderr}");
+    assert!(stderr.contains("must be a path starting with /"), "{stderr}");
+    let stderr = refusal(EMBEDDED.replace("\"/p/{shop_id}\"", "\"/p/{shop}\""));
+    assert!(stderr.contains("must hold {shop_id} exactly once"), "{stderr}");
+    let stderr = refusal(EMBEDDED.replace("[identity]", "[identity]\nscopes = [\"openid\"]"));
+    assert!(stderr.contains("unknown field `scopes`"), "{stderr}");
 }
 
 #[test]
