@@ -306,6 +306,27 @@ async fn run(options: Options) {
         "≥ 50 % of ceiling",
         move |ceiling| rate / ceiling >= 0.5 && failed == 0,
     ));
+
+    // Signing in to the host's portal (contract §8) with a live session: authorize, then the token
+    // exchange. Two requests per sign-in, one RS256 signature, three writes (code, redemption).
+    scenarios::register_portal(&target).await;
+    let client_id =
+        portal_invites::manifest::Manifest::parse(portal_invites::manifest::EMBEDDED).unwrap().plugin.key;
+    let setup = Some(scenarios::sign_in_setup(login_email, password));
+    let sign_in = scenarios::sign_in(&client_id, &secret);
+    let (stats, rss) = measure("sign-in", pid, concurrency, &options, setup, sign_in, addr).await;
+    let failed = stats.failed;
+    judged.push(Judged::new(
+        Row::new("sign-in (authorize + token, live session)", concurrency, "sign-ins/s", &stats, rss),
+        "no errors (2 requests per sign-in; no target set yet)",
+        move |_| failed == 0,
+    ));
+    notes.push(format!(
+        "sign-in: {:.0} sign-ins/s ({:.0} requests/s), p99 {:.1} ms. Each is an authorization request answered          with a code (a session read, an insert) and a token exchange (client check, one conditional UPDATE,          an RS256 signature with a 2048-bit key).",
+        stats.throughput(),
+        stats.throughput() * 2.0,
+        p99_ms(&stats)
+    ));
     service.stop().await;
     if let Some((conn, name)) = postgres {
         let _ = sea_orm::ConnectionTrait::execute_unprepared(

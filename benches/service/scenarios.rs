@@ -279,3 +279,124 @@ pub fn bare() -> Operation {
         .boxed()
     })
 }
+
+/// The stand-in host portal the sign-in scenario registers (never contacted: the bench plays it).
+const PORTAL_BASE: &str = "http://127.0.0.1:9/portal";
+/// The bench's PKCE verifier (the same for every sign-in: the service cannot tell).
+const VERIFIER: &str = "bench-pkce-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+fn portal() -> host_messages::Portal {
+    host_messages::Portal::at(PORTAL_BASE, SHOP)
+}
+
+/// Registers the host's portal for the bench's shop (a newer snapshot than the install's).
+pub async fn register_portal(target: &Target) {
+    let mut conn = load::connect(target.addr).await.unwrap();
+    let shop = Shop { portal: Some(portal()), ..Shop::example(SHOP) };
+    let body = host_messages::shop_updated(SHOP, shop.snapshot(2), Utc::now()).to_string();
+    let reply = load::send(&mut conn, signed(target, "/webhooks", &format!("{}_portal", target.run), body))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "registering the portal");
+}
+
+/// Each worker logs in once (retrying while the hashing bound turns it away) and keeps the session
+/// cookie: sign-ins then complete at once, as when the host's portal sends a logged-in customer.
+pub fn sign_in_setup(email: &str, password: &str) -> Setup {
+    let (email, password) = (email.to_owned(), password.to_owned());
+    Arc::new(move |mut worker: Worker| {
+        let (email, password) = (email.clone(), password.clone());
+        async move {
+            let login = format!("/p/{SHOP}/login");
+            loop {
+                let (cookie, token) = open_form(&mut worker.conn, &login).await;
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([("csrf", token.as_str()), ("email", &email), ("password", &password)])
+                    .finish();
+                let reply = load::send(&mut worker.conn, form_request(&login, &cookie, body)).await.unwrap();
+                let session = reply
+                    .headers
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find_map(|c| {
+                        c.split(';').next().filter(|p| p.starts_with("portal_session=")).map(str::to_owned)
+                    });
+                match (reply.status, session) {
+                    (303, Some(session)) => {
+                        worker.cookie = session;
+                        return worker;
+                    }
+                    (503, _) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    (status, _) => panic!("logging in for the sign-in scenario answered {status}"),
+                }
+            }
+        }
+        .boxed()
+    })
+}
+
+/// One sign-in to the host's portal with a live session: the authorization request (answered with a
+/// code at once) and the token exchange (an ID token signed with RS256).
+pub fn sign_in(client_id: &str, client_secret: &str) -> Operation {
+    use base64::Engine;
+    let portal = portal();
+    let redirect_uri = portal.redirect_uris[0].clone();
+    let authorize = format!(
+        "/p/{SHOP}/oidc/authorize?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_id", client_id),
+                ("redirect_uri", redirect_uri.as_str()),
+                ("response_type", "code"),
+                ("scope", "openid email profile"),
+                ("state", "bench-state"),
+                ("nonce", "bench-nonce"),
+                ("code_challenge", &portal_invites::identity::tokens::s256(VERIFIER)),
+                ("code_challenge_method", "S256"),
+            ])
+            .finish()
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"))
+    );
+    Arc::new(move |mut worker: Worker, _| {
+        let (authorize, basic, redirect_uri) = (authorize.clone(), basic.clone(), redirect_uri.clone());
+        async move {
+            let request = Request::get(authorize.as_str())
+                .header("host", "127.0.0.1")
+                .header("cookie", worker.cookie.as_str())
+                .body(Full::default())
+                .unwrap();
+            let reply = match load::send(&mut worker.conn, request).await {
+                Ok(reply) if reply.status == 303 => reply,
+                other => return (worker, outcome(other, 303, None)),
+            };
+            let code = reply
+                .headers
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url::Url::parse(l).ok())
+                .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()));
+            let Some(code) = code else { return (worker, Outcome::Failed) };
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", redirect_uri.as_str()),
+                    ("code_verifier", VERIFIER),
+                ])
+                .finish();
+            let request = Request::post(format!("/p/{SHOP}/oidc/token"))
+                .header("host", "127.0.0.1")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", basic.as_str())
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let reply = load::send(&mut worker.conn, request).await;
+            (worker, outcome(reply, 200, Some("\"id_token\"")))
+        }
+        .boxed()
+    })
+}
