@@ -16,7 +16,10 @@ use super::{
     pages::LoginExtras,
     respond, start_session,
 };
-use crate::accounts::{Login, LoginAttempt, Username};
+use crate::{
+    accounts::{Login, LoginAttempt, Username},
+    domain::RawToken,
+};
 
 #[derive(Deserialize)]
 pub(super) struct Notice {
@@ -57,7 +60,7 @@ pub async fn show_login(
         let shop = portal.available_shop(&shop_id).await?;
         // A sign-in may ask for the password again (`prompt=login`, `max_age`): then the form is
         // shown even to a customer who is logged in.
-        let continue_with = query.continue_with.as_deref().filter(|c| !c.is_empty());
+        let continue_with = query.continue_with.as_deref().filter(|c| RawToken::parse(c).is_some());
         if continue_with.is_none()
             && let Some(cookie) = cookies::read_cookie(request, portal.cookie_names().session())
             && portal.accounts.find_session(cookie, &shop.shop_id()).await?.is_some()
@@ -84,7 +87,7 @@ pub async fn submit_login(
 ) -> Response {
     let result = async {
         let typed = form.email.trim();
-        let continue_with = form.continue_with.as_deref().filter(|c| !c.is_empty());
+        let continue_with = form.continue_with.as_deref().filter(|c| RawToken::parse(c).is_some());
         let refused = |status, error| {
             let extras = LoginExtras { notice: None, error: Some(error), continue_with };
             Ok(pages::login_page(portal, request, &shop, status, typed, extras))
