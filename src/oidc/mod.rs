@@ -3,7 +3,7 @@
 //! `/p/{shop_id}/oidc/…` so they never clash with the portal's pages.
 //!
 //! Handlers are thin: they read the request, call `identity`, and turn the outcome into a response;
-//! [`errors::OidcError`] is the one place an error becomes HTTP (a page, a redirect, or RFC 6749 /
+//! `errors::OidcError` is the one place an error becomes HTTP (a page, a redirect, or RFC 6749 /
 //! RFC 6750 JSON). Pages (login, errors, the logout question) are the portal's.
 
 mod authorize;
