@@ -29,13 +29,20 @@ use crate::{
     entities::signing_key,
 };
 
-/// How long a rotated-in key is published before it signs: the JWKS's `max-age`, so a relying
-/// party's cached copy lists it before any token it signed arrives.
+/// How long a rotated-in key is published before it signs, so that a relying party's cached copy of
+/// the JWKS lists it before any token it signed arrives (see [`jwks_max_age`]).
 pub const PUBLISH_LEAD: TimeDelta = TimeDelta::minutes(5);
 /// How stale an instance's copy of the keys may get before it reads them again.
 const REFRESH_EVERY: TimeDelta = TimeDelta::seconds(30);
 /// Slack for relying parties' clocks, on top of a token's lifetime, before a retired key goes.
 const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(2);
+
+/// How long a relying party may keep the JWKS (its `max-age`). An instance may still serve the JWKS
+/// without a rotated-in key for [`REFRESH_EVERY`] after the rotation; a copy taken then must expire
+/// before the key signs, [`PUBLISH_LEAD`] after the rotation.
+pub fn jwks_max_age() -> TimeDelta {
+    PUBLISH_LEAD - REFRESH_EVERY
+}
 
 /// One signing key, ready to use.
 pub struct SigningKey {

@@ -9,11 +9,11 @@ use poem::{
 use serde_json::json;
 
 use super::errors::OidcError;
-use crate::{identity::Identity, links, portal::PortalContext};
-
-/// Relying parties may cache both for this long; a rotated-in key is published at least this long
-/// before it signs (`identity::keys::PUBLISH_LEAD`).
-const CACHE: &str = "public, max-age=300";
+use crate::{
+    identity::{Identity, keys},
+    links,
+    portal::PortalContext,
+};
 
 /// The provider metadata of a shop that has a client.
 #[handler]
@@ -78,9 +78,12 @@ pub async fn jwks(
     result.unwrap_or_else(|e| e.respond(portal))
 }
 
+/// Relying parties may cache both for as long as a copy of the JWKS may be kept: a rotated-in key
+/// must be in every copy before it signs (`identity::keys::jwks_max_age`).
 fn json_response(body: &impl serde::Serialize) -> Response {
+    let cache = format!("public, max-age={}", keys::jwks_max_age().num_seconds());
     Response::builder()
         .content_type("application/json")
-        .header("cache-control", CACHE)
+        .header("cache-control", cache)
         .body(serde_json::to_vec(body).unwrap_or_default())
 }

@@ -12,6 +12,7 @@ mod invitations;
 mod layers;
 mod lifecycle;
 mod links;
+mod oidc;
 mod platform;
 mod portal;
 mod portal_security;
