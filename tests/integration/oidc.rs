@@ -9,6 +9,7 @@ mod fixtures;
 mod host;
 mod keys;
 mod logout;
+mod prompts;
 mod refusals;
 
 use chrono::TimeDelta;
