@@ -203,7 +203,9 @@ impl Identity {
                 return Err(TokenError::InvalidGrant("the code was already used"));
             }
             Redeemed::Refused => {
-                return Err(TokenError::InvalidGrant("the code is expired or was issued for another request"));
+                return Err(TokenError::InvalidGrant(
+                    "the code is expired or was issued for another request",
+                ));
             }
         }
         let entitled = entitled.ok_or(TokenError::InvalidGrant("the customer can no longer sign in"))?;
