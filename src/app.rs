@@ -38,7 +38,10 @@ use crate::{
     maintenance::{self, Jobs},
     manifest::{self, Manifest},
     oidc,
-    portal::{self, PortalContext, PortalParts, headers::SecurityHeaders},
+    portal::{
+        self, PortalContext, PortalParts,
+        headers::{HostPortalForms, SecurityHeaders},
+    },
     recover::{ErrorPage, RecoverPanics},
     sealing::Sealer,
     telemetry::AccessLog,
@@ -354,7 +357,7 @@ fn routes(
             }),
         )
         .at("/problems/:code", get(problem_page))
-        .nest("/p", oidc::add_routes(portal::routes(), identity).data(portal.clone()))
+        .nest("/p", oidc::add_routes(portal::routes(), identity).with(HostPortalForms).data(portal.clone()))
         .at("/static/portal.css", get(portal::stylesheet))
         .nest("/", api)
         .data(intake)

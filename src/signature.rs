@@ -62,8 +62,13 @@ impl WebhookSecret {
     /// Whether `presented` is this secret exactly as the host shows it (`whsec_` and its base64), in
     /// constant time (the host also uses it as its OpenID client secret, §8).
     pub fn matches_text(&self, presented: &str) -> bool {
-        let own = format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.key));
-        bool::from(subtle::ConstantTimeEq::ct_eq(own.as_bytes(), presented.as_bytes()))
+        bool::from(subtle::ConstantTimeEq::ct_eq(self.text().as_bytes(), presented.as_bytes()))
+    }
+
+    /// The secret as the host shows it (`whsec_` and its base64), which is also the OpenID client
+    /// secret the host presents (§8): for acting as the host (`demo`'s stand-in portal, tests).
+    pub fn text(&self) -> String {
+        format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.key))
     }
 
     /// The raw HMAC tag of one message.
@@ -355,6 +360,7 @@ mod tests {
         let parsed = WebhookSecret::parse(&generated).unwrap();
         assert_eq!(parsed.key.len(), 32);
         assert_eq!(format!("{parsed:?}"), "WebhookSecret(redacted)");
+        assert_eq!(parsed.text(), generated, "the host's form survives parsing, for the client secret");
         assert_ne!(WebhookSecret::generate(), generated);
     }
 

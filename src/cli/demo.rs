@@ -1,6 +1,7 @@
 //! `portal-invites demo`: the whole story on the embedded default, with nothing to set up. Starts the
-//! service (SQLite, email and SMS written to files), installs a demo shop, invites a demo customer by
-//! email through the star-menu action, and prints the set-up link and where the email is.
+//! service (SQLite, email and SMS written to files) and a stand-in host portal that signs customers in
+//! through it (OpenID Connect, as a host would), installs a demo shop with that portal, invites a demo
+//! customer by email through the star-menu action, and prints the set-up link and where the email is.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ use super::{
     host_messages::{
         ACTION_PATH, Customer, Shop, Staff, StarMenu, WEBHOOKS_PATH, customer_updated, plugin_installed,
     },
+    standin_portal::{HostRegistration, StandIn},
 };
 use crate::{
     app::App, clock::Clock, config::Settings, entities::outbox_message, signature::WebhookSecret, telemetry,
@@ -30,6 +32,14 @@ pub async fn run(mut settings: Settings) -> ExitCode {
     let filter = if std::env::var("PORTAL_LOG").is_err() { "warn" } else { settings.log_filter.as_str() };
     let _log = telemetry::init(filter, settings.log_format);
     let outbox_dir = settings.outbox_dir.clone();
+    let registration =
+        match HostRegistration::of_embedded_manifest(settings.public_url.clone(), secret.text()) {
+            Ok(registration) => registration,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let public_url = settings.public_url.as_str().trim_end_matches('/').to_owned();
     let app = match App::start(settings, Clock::system()).await {
         Ok(app) => app,
@@ -38,26 +48,54 @@ pub async fn run(mut settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let standin = match StandIn::start(registration, Clock::system()).await {
+        Ok(standin) => standin,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let base = format!("http://{}", app.local_addr());
     println!("portal-invites is running at {base}");
-    match story(&app, &base, secret).await {
+    let shop = Shop { portal: Some(standin.portal(SHOP_ID)), ..Shop::example(SHOP_ID) };
+    standin.add_shop(&shop.id, &shop.name);
+    println!(
+        "A stand-in host portal is running at {} (the host's side of sign-in, with the client \
+         credentials a host uses)",
+        standin.base_url()
+    );
+    match story(&app, &base, secret, &shop).await {
         Ok(Some(message)) => {
             let path = crate::delivery::files::MessageFile::of(&message).path(&outbox_dir, "eml");
             println!("\nThe invitation email: {}", path.display());
             match std::fs::read_to_string(&path)
                 .ok()
-                .and_then(|text| setup_link(&text, &format!("{public_url}/p/shop_demo")))
+                .and_then(|text| setup_link(&text, &format!("{public_url}/p/{SHOP_ID}")))
             {
-                Some(link) => println!("Open the set-up link in a browser:\n    {link}"),
-                None => println!("Open the email to find the set-up link."),
+                Some(link) => {
+                    println!("Open the set-up link in a browser and choose a password:\n    {link}")
+                }
+                None => println!("Open the email to find the set-up link, and choose a password."),
             }
-            println!("The login page: {public_url}/p/shop_demo/login");
+            if let Some(portal) = &shop.portal {
+                println!(
+                    "You land in the stand-in host portal at {}, signed in through OpenID Connect, with the \
+                     ID token's claims shown.",
+                    portal.url
+                );
+            }
+            println!("The login page: {public_url}/p/{SHOP_ID}/login");
+            println!(
+                "The shop's OpenID Connect discovery: {public_url}/p/{SHOP_ID}/.well-known/openid-configuration"
+            );
         }
         Ok(None) => {}
         Err(e) => eprintln!("error: {e}"),
     }
     println!("\nPress Ctrl-C to stop.");
-    match app.run_until_signal().await {
+    let stopped = app.run_until_signal().await;
+    standin.stop().await;
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -66,22 +104,26 @@ pub async fn run(mut settings: Settings) -> ExitCode {
     }
 }
 
-/// Installs the demo shop and invites a fresh demo customer; returns the invitation's outbox row.
+/// The demo's shop.
+const SHOP_ID: &str = "shop_demo";
+
+/// Installs the demo shop (with its `portal`) and invites a fresh demo customer; returns the
+/// invitation's outbox row.
 async fn story(
     app: &App,
     base: &str,
     secret: WebhookSecret,
+    shop: &Shop,
 ) -> Result<Option<outbox_message::Model>, String> {
     let client = HostClient::new(base, secret)?;
     let now = Utc::now();
     let version = fresh_version(now);
-    let shop = Shop { name: "Southside Auto Care (demo)".into(), ..Shop::example("shop_demo") };
     // A new customer each run, so the demo can be run again on the same database.
     let customer_id = format!("cus_demo_{}", now.timestamp());
     let email = format!("jana+{}@example.com", now.timestamp());
     let customer = Customer::example(&customer_id, Some(&email), Some("+61412345678")).snapshot(version);
     let click = StarMenu {
-        shop: &shop,
+        shop,
         shop_version: version,
         customer: &customer,
         user: host_client::FRONT_DESK,
@@ -92,7 +134,7 @@ async fn story(
         (
             "1. The shop installs the plugin",
             WEBHOOKS_PATH,
-            plugin_installed(&shop, version, Staff { id: "usr_demo", name: "Demo owner" }, now),
+            plugin_installed(shop, version, Staff { id: "usr_demo", name: "Demo owner" }, now),
         ),
         (
             "2. The host sends the customer's profile",

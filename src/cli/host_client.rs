@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::host_messages::{Customer, Shop, Staff};
+use super::host_messages::{Customer, Portal, Shop, Staff};
 use crate::signature::WebhookSecret;
 
 /// The shop in a simulated message.
@@ -37,6 +37,22 @@ pub struct ShopArgs {
     /// The shop's phone.
     #[arg(long, default_value = "+61 7 3000 0000")]
     pub shop_phone: String,
+    /// The host's own Customer Portal for the shop (the snapshot's `portal` object, contract §4), which
+    /// signs customers in through this service with OpenID Connect (§8): its start page, where
+    /// customers land after setting a password or logging in. Give its redirect URIs with
+    /// --redirect-uri. Without this (or --portal-base) the shop has no portal.
+    #[arg(long, value_name = "URL", conflicts_with = "portal_base")]
+    pub portal_url: Option<String>,
+    /// A redirect URI of the portal's OpenID Connect client, matched exactly; repeat for more.
+    #[arg(long = "redirect-uri", value_name = "URI", requires = "portal_url")]
+    pub redirect_uris: Vec<String>,
+    /// Where the portal may ask to return after a sign-out, matched exactly; repeat for more.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI", requires = "portal_url")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Shorthand for a portal laid out like `demo`'s stand-in under BASE: start page BASE/{shop_id},
+    /// redirect URI BASE/oidc/callback, post-logout redirect URI BASE/{shop_id}/signed-out.
+    #[arg(long, value_name = "BASE")]
+    pub portal_base: Option<String>,
 }
 
 /// The customer in a simulated message.
@@ -79,9 +95,20 @@ impl ShopArgs {
             locale: self.locale.clone(),
             email: non_empty(&self.shop_email),
             phone: non_empty(&self.shop_phone),
-            // `simulate` learns to register one in a later change.
-            portal: None,
+            portal: self.portal(),
         }
+    }
+
+    fn portal(&self) -> Option<Portal> {
+        if let Some(base) = &self.portal_base {
+            return Some(Portal::at(base, &self.shop_id));
+        }
+        // Sent as given, even without a redirect URI: the service's answer says what is wrong.
+        self.portal_url.as_ref().map(|url| Portal {
+            url: url.clone(),
+            redirect_uris: self.redirect_uris.clone(),
+            post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
+        })
     }
 }
 
@@ -227,6 +254,54 @@ mod tests {
 
     fn answer(status: u16, json: Value) -> Answer {
         Answer { status, text: json.to_string(), json: Some(json) }
+    }
+
+    #[derive(clap::Parser)]
+    struct Shop {
+        #[command(flatten)]
+        shop: ShopArgs,
+    }
+
+    fn shop_of(args: &[&str]) -> Result<super::Shop, clap::Error> {
+        use clap::Parser;
+        Shop::try_parse_from(std::iter::once("shop").chain(args.iter().copied())).map(|s| s.shop.shop())
+    }
+
+    #[test]
+    fn a_portal_is_registered_only_when_asked_for() {
+        assert_eq!(shop_of(&[]).unwrap().portal, None);
+        let given = shop_of(&[
+            "--portal-url",
+            "https://my.workshop.example/portal/shop_demo",
+            "--redirect-uri",
+            "https://my.workshop.example/cb1",
+            "--redirect-uri",
+            "https://my.workshop.example/cb2",
+            "--post-logout-redirect-uri",
+            "https://my.workshop.example/out",
+        ])
+        .unwrap();
+        assert_eq!(
+            given.portal,
+            Some(Portal {
+                url: "https://my.workshop.example/portal/shop_demo".into(),
+                redirect_uris: vec![
+                    "https://my.workshop.example/cb1".into(),
+                    "https://my.workshop.example/cb2".into()
+                ],
+                post_logout_redirect_uris: vec!["https://my.workshop.example/out".into()],
+            })
+        );
+        let laid_out =
+            shop_of(&["--shop-id", "shop_9", "--portal-base", "http://127.0.0.1:9000/portal/"]).unwrap();
+        assert_eq!(laid_out.portal, Some(Portal::at("http://127.0.0.1:9000/portal", "shop_9")));
+        assert!(
+            shop_of(&["--redirect-uri", "https://x.example/cb"]).is_err(),
+            "a redirect URI needs a portal"
+        );
+        assert!(
+            shop_of(&["--portal-url", "https://x.example/p", "--portal-base", "https://x.example"]).is_err()
+        );
     }
 
     #[test]

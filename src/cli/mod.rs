@@ -7,6 +7,7 @@ mod demo;
 pub mod host_client;
 pub mod host_messages;
 mod simulate;
+pub mod standin_portal;
 
 use std::{path::PathBuf, process::ExitCode};
 

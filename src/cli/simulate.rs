@@ -32,7 +32,8 @@ pub struct SimulateArgs {
 /// The messages `simulate` can send.
 #[derive(Debug, Subcommand)]
 pub enum Event {
-    /// plugin.installed: the shop installs the plugin.
+    /// plugin.installed: the shop installs the plugin (with --portal-base or --portal-url, along with
+    /// the host's own Customer Portal, which signs customers in through OpenID Connect).
     Install {
         #[command(flatten)]
         shop: ShopArgs,
@@ -42,7 +43,7 @@ pub enum Event {
         #[command(flatten)]
         shop: ShopArgs,
     },
-    /// shop.updated: tier, portal activation, name, time zone…
+    /// shop.updated: tier, portal activation, name, time zone, the host's own portal…
     UpdateShop {
         #[command(flatten)]
         shop: ShopArgs,

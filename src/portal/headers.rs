@@ -6,6 +6,11 @@
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::HeaderValue};
 
+use super::PortalContext;
+use crate::domain::HostPortal;
+
+const CSP: &str = "content-security-policy";
+
 /// The policy for our own pages: our stylesheet, our forms, nothing else.
 pub const PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
@@ -49,7 +54,10 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
         };
         let headers = response.headers_mut();
         let policy = if docs { DOCS_POLICY } else { PAGE_POLICY };
-        headers.insert("content-security-policy", HeaderValue::from_static(policy));
+        // A shop's page may have widened `form-action` already ([`HostPortalForms`]).
+        if !headers.contains_key(CSP) {
+            headers.insert(CSP, HeaderValue::from_static(policy));
+        }
         headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
         headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
         headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -65,5 +73,82 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
             );
         }
         Ok(response)
+    }
+}
+
+/// Lets the forms on a shop's pages lead to the shop's own host portal (contract §8). Browsers apply
+/// `form-action` to every redirect that follows a form's submission, and ours lead there: a customer
+/// who sets a password or logs in is sent on to the host's `portal.url` (and from there through our
+/// authorization endpoint to its redirect URI), and one who confirms a sign-out to its post-logout
+/// URI. With `form-action 'self'` alone, Chromium stops the customer on our page. Only the origins
+/// the shop registered are added; every other page keeps [`PAGE_POLICY`].
+///
+/// Goes inside the `/p` nest, where the path starts with the shop's id and the [`PortalContext`] is
+/// the request's data.
+pub struct HostPortalForms;
+
+impl<E: Endpoint> Middleware<E> for HostPortalForms {
+    type Output = HostPortalFormsEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        HostPortalFormsEndpoint { inner: ep }
+    }
+}
+
+/// See [`HostPortalForms`].
+pub struct HostPortalFormsEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for HostPortalFormsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        let shop_id = req.uri().path().trim_start_matches('/').split('/').next().unwrap_or("").to_owned();
+        let portal = req.data::<PortalContext>().cloned();
+        let mut response = self.inner.call(req).await?.into_response();
+        let is_page = response.content_type().is_some_and(|t| t.starts_with("text/html"));
+        if let (true, Some(portal)) = (is_page, portal)
+            && let Ok(shop) = portal.find_shop(&shop_id).await
+            && let Some(host) = shop.host_portal()
+            && let Ok(policy) = HeaderValue::from_str(&page_policy_with_forms_to(&host))
+        {
+            response.headers_mut().insert(CSP, policy);
+        }
+        Ok(response)
+    }
+}
+
+/// [`PAGE_POLICY`] with the origins of every address the host registered added to `form-action`.
+pub fn page_policy_with_forms_to(host: &HostPortal) -> String {
+    let mut origins: Vec<String> = std::iter::once(&host.url)
+        .chain(&host.redirect_uris)
+        .chain(&host.post_logout_redirect_uris)
+        .filter_map(|address| url::Url::parse(address).ok())
+        .map(|address| address.origin().ascii_serialization())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    PAGE_POLICY.replacen("form-action 'self'", &format!("form-action 'self' {}", origins.join(" ")), 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_portals_origins_are_added_to_form_action_and_nothing_else_changes() {
+        let host = HostPortal::parse(
+            "https://my.workshop.example/portal/shop_1",
+            &["https://my.workshop.example/portal/oidc/callback".into(), "http://127.0.0.1:9000/cb".into()],
+            &["https://signed-out.example/bye?x=1".into()],
+        )
+        .unwrap();
+        let policy = page_policy_with_forms_to(&host);
+        assert_eq!(
+            policy,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' http://127.0.0.1:9000 \
+             https://my.workshop.example https://signed-out.example; frame-ancestors 'none'; base-uri 'none'"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! End to end in real headless Chromium, at phone width, driven through WebDriver: the invitation
 //! email really delivered over SMTP, the set-up link opened from it, the password set, the home page,
-//! log out, log in, and a forgotten password reset through the emailed link. Each page is saved as a
+//! log out, log in, and a forgotten password reset through the emailed link; and, for a shop whose
+//! host runs its own portal, the customer who sets a password landing in that portal signed in
+//! through OpenID Connect (`demo`'s stand-in host portal plays it). Each page is saved as a
 //! screenshot under `target/screenshots/` and checked not to scroll sideways.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`bash .ci/run` installs them). Without them the
@@ -11,6 +13,8 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
+
+use portal_invites::cli::standin_portal::{HostRegistration, StandIn};
 
 use crate::{
     helpers::*,
@@ -139,8 +143,9 @@ async fn press(browser: &Client, css: &str) {
     browser.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_customer_sets_up_logs_in_and_out_and_resets_the_password_in_chromium() {
+/// Chromium and chromedriver, or `None` (the test is skipped) when they are not installed and
+/// `PORTAL_TEST_REQUIRE_BROWSER=1` does not demand them.
+fn browser_programs() -> Option<(PathBuf, PathBuf)> {
     let required = std::env::var("PORTAL_TEST_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
     let (Some(chromium), Some(chromedriver)) = (find_program("chromium"), find_program("chromedriver"))
     else {
@@ -149,8 +154,14 @@ async fn a_customer_sets_up_logs_in_and_out_and_resets_the_password_in_chromium(
             "chromium and chromedriver are needed: apt-get install chromium chromium-driver (bash .ci/run does)"
         );
         eprintln!("skipped: install chromium and chromium-driver to run the browser test");
-        return;
+        return None;
     };
+    Some((chromium, chromedriver))
+}
+
+#[tokio::test]
+async fn a_customer_sets_up_logs_in_and_out_and_resets_the_password_in_chromium() {
+    let Some((chromium, chromedriver)) = browser_programs() else { return };
 
     let stack = Stack::start(Backend::Sqlite).await;
     let app = &stack.app;
@@ -225,4 +236,56 @@ async fn a_customer_sets_up_logs_in_and_out_and_resets_the_password_in_chromium(
 
     browser.close().await.unwrap();
     drop(driver);
+}
+
+#[tokio::test]
+async fn a_customer_who_sets_a_password_lands_signed_in_in_the_hosts_portal_in_chromium() {
+    let Some((chromium, chromedriver)) = browser_programs() else { return };
+
+    let stack = Stack::start(Backend::Sqlite).await;
+    let app = &stack.app;
+    let public_url = url::Url::parse(&app.url).unwrap();
+    let registration = HostRegistration::of_embedded_manifest(public_url, app.secret_text.clone()).unwrap();
+    let standin = StandIn::start(registration, app.clock.clone()).await.unwrap();
+    let shop = Shop { portal: Some(standin.portal("shop_1")), ..Shop::example("shop_1") };
+    standin.add_shop(&shop.id, &shop.name);
+    app.deliver(&shop_updated("shop_1", shop.snapshot(2))).await;
+    let jana = customer("cus_456", Some("jana@example.com"), None, 1);
+    let answer = app.submit("shop_1", &jana, "int_1", "email").await;
+    assert_eq!(answer["message"]["code"], "invitation_sent");
+    let received = stack.smtp.wait_for(1).await;
+    let setup = links(&parse(&received[0]).body_text(0).unwrap(), &app.url)[0].clone();
+
+    let driver = Driver::start(&chromedriver).await;
+    let browser = driver.browser(&chromium).await;
+    browser.goto(&setup).await.unwrap();
+    wait_for_heading(&browser, "Set up your password").await;
+    fill(&browser, "password", "blue tractor seven").await;
+    fill(&browser, "confirmation", "blue tractor seven").await;
+    press(&browser, "button[type=submit]").await;
+
+    // Our page → the host's portal → our authorization endpoint (the session signs in at once) →
+    // the host's callback, which redeemed the code and verified the ID token.
+    wait_for_heading(&browser, "Signed in").await;
+    assert_eq!(
+        wait_for_id(&browser, "signed-in").await,
+        "Signed in to Southside Auto Care's portal as Jana Kowalski (customer cus_456)"
+    );
+    let landed = browser.current_url().await.unwrap();
+    assert_eq!(landed.path(), "/portal/oidc/callback");
+    assert!(standin.base_url().starts_with(&landed.origin().ascii_serialization()), "{landed}");
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("jana@example.com") && page.contains(&app.url), "the claims are shown: {page}");
+    snapshot(&browser, "10-signed-in-to-the-hosts-portal").await;
+
+    // Sign out at the host: the session here ends too, and the browser comes back to the host.
+    press(&browser, "#sign-out").await;
+    wait_for_heading(&browser, "Signed out").await;
+    snapshot(&browser, "11-signed-out-of-the-hosts-portal").await;
+    browser.goto(&format!("{}/p/shop_1", app.url)).await.unwrap();
+    wait_for_heading(&browser, "Log in").await;
+
+    browser.close().await.unwrap();
+    drop(driver);
+    standin.stop().await;
 }

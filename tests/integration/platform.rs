@@ -220,6 +220,16 @@ async fn simulate_plays_the_host_against_a_running_instance() {
     assert!(ok && out.contains("invitation_sent"), "{out}");
     let (ok, out) = simulate(&app, &secret, &["invoke", "--shop-id", "shop_sim"]).await;
     assert!(ok && out.contains("invitation_already_sent"), "{out}");
+    // The shop gets a portal of the host's own, and with it an OpenID provider.
+    let discovery = format!("{}/p/shop_sim/.well-known/openid-configuration", app.url);
+    assert_eq!(app.client.get(&discovery).send().await.unwrap().status().as_u16(), 404);
+    let portal = ["update-shop", "--shop-id", "shop_sim", "--portal-base", "http://127.0.0.1:9/portal"];
+    let (ok, out) = simulate(&app, &secret, &portal).await;
+    assert!(ok && out.contains("204 No Content"), "{out}");
+    assert_eq!(app.client.get(&discovery).send().await.unwrap().status().as_u16(), 200);
+    let refused = ["update-shop", "--shop-id", "shop_sim", "--portal-url", "http://portal.example/p"];
+    let (ok, out) = simulate(&app, &secret, &refused).await;
+    assert!(!ok && out.contains("422") && out.contains("portal.url"), "{out}");
     let stranger = portal_invites::signature::WebhookSecret::generate();
     let (ok, out) = simulate(&app, &stranger, &["install"]).await;
     assert!(!ok && out.contains("401 Unauthorized"), "{out}");
@@ -274,5 +284,18 @@ async fn the_demo_tells_the_whole_story_and_its_link_opens_the_set_up_page() {
     let page = reqwest::get(format!("{base}/p/shop_demo/setup/{link}")).await.unwrap();
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await.unwrap().contains("Set up your password"));
+    // The stand-in host portal it names starts a sign-in at the demo shop's provider.
+    let standin = story
+        .lines()
+        .find_map(|l| l.strip_prefix("You land in the stand-in host portal at "))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no stand-in portal in:\n{story}"));
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let start = no_redirects.get(standin).send().await.unwrap();
+    assert_eq!(start.status().as_u16(), 303);
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    assert!(authorize.starts_with(&format!("{base}/p/shop_demo/oidc/authorize?")), "{authorize}");
+    assert!(authorize.contains("code_challenge_method=S256"), "{authorize}");
     demo.start_kill().unwrap();
 }

@@ -373,6 +373,41 @@ async fn every_response_carries_the_security_headers() {
     assert!(css.header("content-type").unwrap().starts_with("text/css"));
 }
 
+/// Browsers apply `form-action` to the redirects after a form, and a shop's host portal is where
+/// its customers go after logging in: its origins, and only they, join `'self'` on its pages.
+#[tokio::test]
+async fn a_shop_with_its_own_portal_lets_its_forms_lead_there_and_no_further() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let link = invite(&app, "shop_1", "cus_1", EMAIL).await;
+    invite(&app, "shop_2", "cus_2", EMAIL).await;
+    let portal = host_messages::Portal {
+        url: "https://my.workshop.example/portal/shop_1".into(),
+        redirect_uris: vec!["https://login.workshop.example/cb".into()],
+        post_logout_redirect_uris: vec!["https://my.workshop.example/bye".into()],
+    };
+    let with_portal = Shop { portal: Some(portal), ..Shop::example("shop_1") };
+    app.deliver(&shop_updated("shop_1", with_portal.snapshot(2))).await;
+    let mut web = Web::new(&app);
+    let form_action = |page: &crate::web::Page| {
+        let policy = page.header("content-security-policy").unwrap();
+        let directive = policy.split("; ").find(|d| d.starts_with("form-action")).unwrap().to_owned();
+        assert!(
+            policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"),
+            "{policy}"
+        );
+        directive
+    };
+    for path in [link.as_str(), "/p/shop_1/login", "/p/shop_1/forgot"] {
+        assert_eq!(
+            form_action(&web.get(path).await),
+            "form-action 'self' https://login.workshop.example https://my.workshop.example",
+            "{path}"
+        );
+    }
+    assert_eq!(form_action(&web.get("/p/shop_2/login").await), "form-action 'self'");
+    assert_eq!(form_action(&web.get("/p/nowhere/login").await), "form-action 'self'");
+}
+
 #[tokio::test]
 async fn a_flood_of_logins_gets_quick_503s_beyond_the_hashing_bound() {
     let env = vec![("PORTAL_HASHING_LIMIT".to_owned(), "1".to_owned())];
