@@ -38,7 +38,7 @@ const REFRESH_EVERY: TimeDelta = TimeDelta::seconds(30);
 const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(2);
 
 /// How long a relying party may keep the JWKS (its `max-age`). An instance may still serve the JWKS
-/// without a rotated-in key for [`REFRESH_EVERY`] after the rotation; a copy taken then must expire
+/// without a rotated-in key for `REFRESH_EVERY` after the rotation; a copy taken then must expire
 /// before the key signs, [`PUBLISH_LEAD`] after the rotation.
 pub fn jwks_max_age() -> TimeDelta {
     PUBLISH_LEAD - REFRESH_EVERY
