@@ -3,7 +3,6 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, Header};
 use sea_orm::EntityTrait;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -241,14 +240,7 @@ impl Identity {
             at_hash: at_hash(access_token.as_str()),
             claims: &claims,
         };
-        self.keys
-            .with_signer(now, |key| {
-                let mut header = Header::new(Algorithm::RS256);
-                header.kid = Some(key.kid.clone());
-                jsonwebtoken::encode(&header, &body, key.encoding())
-            })
-            .await?
-            .map_err(|e| IdentityError::Keys(format!("signing an ID token: {e}")))
+        self.keys.with_signer(now, |key| key.sign_jwt(&body)).await?
     }
 
     /// `GET|POST {issuer}/oidc/userinfo`: the claims an access token stands for.
