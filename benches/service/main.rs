@@ -322,7 +322,7 @@ async fn run(options: Options) {
         move |_| failed == 0,
     ));
     notes.push(format!(
-        "sign-in: {:.0} sign-ins/s ({:.0} requests/s), p99 {:.1} ms. Each is an authorization request answered          with a code (a session read, an insert) and a token exchange (client check, one conditional UPDATE,          an RS256 signature with a 2048-bit key).",
+        "sign-in: {:.0} sign-ins/s ({:.0} requests/s), p99 {:.1} ms. Each is an authorization request answered with a code (a session read, an insert) and a token exchange (client check, one conditional UPDATE, an RS256 signature with a 2048-bit key).",
         stats.throughput(),
         stats.throughput() * 2.0,
         p99_ms(&stats)
