@@ -24,6 +24,7 @@ use crate::{helpers::*, web::*};
 crate::on_both_databases!(
     a_host_signs_a_customer_in_through_the_login_page,
     a_customer_with_a_session_is_signed_in_at_once_as_the_same_subject,
+    userinfo_takes_the_token_in_a_form_body_too,
     email_verified_says_whether_a_link_to_the_current_address_was_used,
     our_own_pages_send_the_customer_on_to_the_hosts_portal,
 );
@@ -228,4 +229,27 @@ async fn our_own_pages_send_the_customer_on_to_the_hosts_portal(app: TestApp) {
         .submit(&reset, &[("password", "green bicycle ninety"), ("confirmation", "green bicycle ninety")])
         .await;
     assert_eq!((done.status, done.header("location")), (303, Some(portal_url)), "reset at shop_1");
+}
+
+async fn userinfo_takes_the_token_in_a_form_body_too(app: TestApp) {
+    let mut web = jana_at(&app, "shop_1").await;
+    let host = Host::discover(&app, "shop_1").await;
+    let (tokens, claims, _) = signed_in(&host, &mut web).await;
+    let userinfo = format!("{}/oidc/userinfo", host.issuer);
+    let http = reqwest::Client::new();
+    // RFC 6750 §2.2: a POST may carry the token as the form field `access_token`.
+    let answer = http
+        .post(&userinfo)
+        .form(&[("access_token", tokens.access_token().secret().as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["sub"], claims.subject().as_str());
+    // A GET carries it only in the header: a query string would end up in logs and histories.
+    let in_query =
+        http.get(format!("{userinfo}?access_token={}", tokens.access_token().secret())).send().await.unwrap();
+    assert_eq!(in_query.status(), 401);
 }
