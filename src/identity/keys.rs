@@ -7,11 +7,12 @@
 //! signed can still be valid, then goes.
 //!
 //! Private-key work is aws-lc-rs's: it generates the key and signs with it, the key parsed once when
-//! loaded. (jsonwebtoken's `aws_lc_rs` backend parses and checks the key again at every signature:
-//! 2.1 ms a token against 1.0 ms here. It still reads the public keys: the JWKS, checking a hint.)
+//! loaded; the JWKS entry is its public half. (jsonwebtoken's `aws_lc_rs` backend parses and checks
+//! the key again at every signature: 2.1 ms a token against 1.0 ms here. It still checks tokens
+//! against the public keys: an `id_token_hint`.)
 //! The `rsa` crate is avoided on purpose: RUSTSEC-2023-0071.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::{
     encoding::AsDer,
@@ -22,8 +23,8 @@ use aws_lc_rs::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::{
-    Algorithm, DecodingKey, EncodingKey,
-    jwk::{Jwk, JwkSet, PublicKeyUse},
+    Algorithm, DecodingKey,
+    jwk::{AlgorithmParameters, CommonParameters, Jwk, JwkSet, PublicKeyUse, RSAKeyParameters, RSAKeyType},
 };
 use sea_orm::{EntityTrait, QueryOrder, Set, sea_query::OnConflict};
 
@@ -69,14 +70,22 @@ struct JwsHeader<'a> {
 impl SigningKey {
     fn from_row(row: &signing_key::Model) -> Result<Self, IdentityError> {
         let unreadable = |why: String| IdentityError::Keys(format!("signing key {}: {why}", row.kid));
-        let encoding =
-            EncodingKey::from_rsa_pem(row.private_key.as_bytes()).map_err(|e| unreadable(e.to_string()))?;
-        let mut jwk =
-            Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|e| unreadable(e.to_string()))?;
-        jwk.common.key_id = Some(row.kid.clone());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         let der = pem::parse(row.private_key.as_bytes()).map_err(|e| unreadable(e.to_string()))?;
         let pair = KeyPair::from_pkcs8(der.contents()).map_err(|e| unreadable(e.to_string()))?;
+        let public = aws_lc_rs::signature::KeyPair::public_key(&pair);
+        let jwk = Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_algorithm: Some(Algorithm::RS256.into()),
+                key_id: Some(row.kid.clone()),
+                ..Default::default()
+            },
+            algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+                e: URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+            }),
+        };
         Ok(Self {
             kid: row.kid.clone(),
             generation: row.generation,
@@ -116,7 +125,7 @@ struct Loaded {
 /// The keys, as this instance last read them.
 pub struct KeyRing {
     db: Database,
-    loaded: RwLock<std::sync::Arc<Loaded>>,
+    loaded: RwLock<Arc<Loaded>>,
 }
 
 impl KeyRing {
@@ -130,11 +139,11 @@ impl KeyRing {
         }
         let loaded =
             Loaded { keys: rows.iter().map(SigningKey::from_row).collect::<Result<_, _>>()?, at: now };
-        Ok(Self { db, loaded: RwLock::new(std::sync::Arc::new(loaded)) })
+        Ok(Self { db, loaded: RwLock::new(Arc::new(loaded)) })
     }
 
     /// The keys, read again when this copy is older than [`REFRESH_EVERY`].
-    async fn current(&self, now: DateTime<Utc>) -> Result<std::sync::Arc<Loaded>, IdentityError> {
+    async fn current(&self, now: DateTime<Utc>) -> Result<Arc<Loaded>, IdentityError> {
         let loaded = self.loaded.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone());
         if now >= loaded.at && now - loaded.at < REFRESH_EVERY {
             return Ok(loaded);
@@ -142,10 +151,10 @@ impl KeyRing {
         self.reload(now).await
     }
 
-    async fn reload(&self, now: DateTime<Utc>) -> Result<std::sync::Arc<Loaded>, IdentityError> {
+    async fn reload(&self, now: DateTime<Utc>) -> Result<Arc<Loaded>, IdentityError> {
         let rows = read_rows(&self.db).await?;
         let keys: Vec<SigningKey> = rows.iter().map(SigningKey::from_row).collect::<Result<_, _>>()?;
-        let fresh = std::sync::Arc::new(Loaded { keys, at: now });
+        let fresh = Arc::new(Loaded { keys, at: now });
         if let Ok(mut slot) = self.loaded.write() {
             *slot = fresh.clone();
         }

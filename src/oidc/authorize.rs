@@ -80,7 +80,7 @@ pub async fn resume(
 }
 
 /// The customer's live session at this shop, if the browser has one.
-async fn session(
+pub(super) async fn session(
     request: &Request,
     portal: &PortalContext,
     shop: &shop::Model,

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::errors::OidcError;
 use crate::{
+    entities::shop,
     identity::{Identity, keys},
     links,
     portal::PortalContext,
@@ -23,10 +24,7 @@ pub async fn configuration(
     Data(portal): Data<&PortalContext>,
 ) -> Response {
     let result = async {
-        let shop = portal.find_shop(&shop_id).await?;
-        if !Identity::has_client(&shop) {
-            return Err(OidcError::NotFound);
-        }
+        let shop = shop_with_client(portal, &shop_id).await?;
         let public = &identity.public_url;
         let endpoint = |name| links::oidc_endpoint(public, &shop.id, name);
         let metadata = json!({
@@ -56,7 +54,7 @@ pub async fn configuration(
         Ok(json_response(&metadata))
     }
     .await;
-    result.unwrap_or_else(|e| e.respond(portal))
+    result.unwrap_or_else(|e: OidcError| e.respond(portal))
 }
 
 /// `GET {issuer}/oidc/jwks`: the public keys ID tokens are signed with.
@@ -67,19 +65,23 @@ pub async fn jwks(
     Data(portal): Data<&PortalContext>,
 ) -> Response {
     let result = async {
-        let shop = portal.find_shop(&shop_id).await?;
-        if !Identity::has_client(&shop) {
-            return Err(OidcError::NotFound);
-        }
+        shop_with_client(portal, &shop_id).await?;
         let keys = identity.keys.published(identity.clock.now()).await?;
         Ok(json_response(&keys))
     }
     .await;
-    result.unwrap_or_else(|e| e.respond(portal))
+    result.unwrap_or_else(|e: OidcError| e.respond(portal))
 }
 
 /// Relying parties may cache both for as long as a copy of the JWKS may be kept: a rotated-in key
 /// must be in every copy before it signs (`identity::keys::jwks_max_age`).
+/// The shop of the address, if it has a client (the host runs a portal for it): a shop without one
+/// has no provider to describe.
+async fn shop_with_client(portal: &PortalContext, shop_id: &str) -> Result<shop::Model, OidcError> {
+    let shop = portal.find_shop(shop_id).await?;
+    if Identity::has_client(&shop) { Ok(shop) } else { Err(OidcError::NotFound) }
+}
+
 fn json_response(body: &impl serde::Serialize) -> Response {
     let cache = format!("public, max-age={}", keys::jwks_max_age().num_seconds());
     Response::builder()

@@ -53,11 +53,7 @@ pub async fn end_session(
             Some(hint) => identity.hinted_subject(&shop, hint).await?,
             None => None,
         };
-        let names = portal.cookie_names();
-        let session = match cookies::read_cookie(request, names.session()) {
-            Some(cookie) => portal.accounts.find_session(cookie, &shop.shop_id()).await?,
-            None => None,
-        };
+        let session = super::authorize::session(request, portal, &shop).await?;
         // Without a session there is nothing to end, and nothing to ask.
         let same_customer = match (&hinted, &session) {
             (Some(sub), Some(session)) => *sub == session.account_id,

@@ -75,7 +75,9 @@ pub fn verify(id_token: &str, keys: &JwkSet, expected: &Expected<'_>) -> Result<
     Ok(claims)
 }
 
-/// The left half of the access token's SHA-256, base64url (OIDC Core §3.1.3.6).
+/// The left half of the access token's SHA-256, base64url (OIDC Core §3.1.3.6). Computed here
+/// rather than with the provider's own function: a relying party that shared the provider's code
+/// would agree with its bugs.
 fn at_hash(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(access_token.as_bytes())[..16])
 }

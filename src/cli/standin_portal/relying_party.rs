@@ -287,7 +287,7 @@ impl RelyingParty {
 
 /// 256 random bits, base64url: a state, a nonce, or a PKCE verifier (43 characters, RFC 7636 §4.1).
 fn random() -> String {
-    URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
+    crate::domain::RawToken::generate().as_str().to_owned()
 }
 
 fn text_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
