@@ -10,6 +10,7 @@ mod m20261123_000002_invitations;
 mod m20261123_000003_sessions;
 mod m20261201_000004_outbox_claims;
 mod m20261202_000005_identity;
+mod m20261203_000006_access;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_sessions::Migration),
             Box::new(m20261201_000004_outbox_claims::Migration),
             Box::new(m20261202_000005_identity::Migration),
+            Box::new(m20261203_000006_access::Migration),
         ]
     }
 }

@@ -20,6 +20,8 @@ pub struct Model {
     pub interaction_id: Option<String>,
     /// The host user id of the staff member who sent it.
     pub requested_by: Option<String>,
+    /// Their name, as the host gave it.
+    pub requested_by_name: Option<String>,
     /// The JSON answer given to the submission.
     pub answer: Option<String>,
     /// Why delivery failed for good.

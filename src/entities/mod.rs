@@ -1,6 +1,7 @@
 //! SeaORM entities, one per table. Timestamps are milliseconds since the Unix epoch
 //! (see [`crate::clock::to_millis`]).
 
+pub mod audit_event;
 pub mod customer;
 pub mod invitation;
 pub mod login_throttle;
@@ -12,5 +13,7 @@ pub mod service_key;
 pub mod session;
 pub mod shop;
 pub mod signing_key;
+pub mod sms_report;
+pub mod staff_act;
 pub mod token;
 pub mod webhook_message;

@@ -38,6 +38,16 @@ pub struct Model {
     pub created_at: i64,
     /// Accepted by the server or gateway.
     pub sent_at: Option<i64>,
+    /// The gateway's id of an accepted SMS (Twilio's `MessageSid`), which its status reports name.
+    pub provider_ref: Option<String>,
+    /// The furthest state the gateway reported (`sent`, `delivered`, `undelivered`, `failed`, ...).
+    pub report_status: Option<String>,
+    /// The gateway's error code with a failed report (`30003`, ...).
+    pub report_error: Option<String>,
+    /// When that report arrived.
+    pub reported_at: Option<i64>,
+    /// When a message still without a final report was looked up through the gateway's API.
+    pub looked_up_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

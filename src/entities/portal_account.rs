@@ -19,6 +19,8 @@ pub struct Model {
     pub password_changed_at: Option<i64>,
     /// The address the customer proved they control by using a link emailed to it (normalised).
     pub verified_email: Option<String>,
+    /// The last successful login.
+    pub last_login_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -188,6 +188,7 @@ mod tests {
             status: status.into(),
             interaction_id: None,
             requested_by: None,
+            requested_by_name: None,
             answer: None,
             failure: None,
             created_at: 1_000,

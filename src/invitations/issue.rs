@@ -9,8 +9,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set
 
 use super::state::{self, InvitationStatus};
 use crate::{
+    audit::{self, Event},
     clock::to_millis,
-    domain::{Channel, CustomerId, EmailAddress, ShopId},
+    domain::{Channel, CustomerId, EmailAddress, ShopId, StaffMember},
     entities::{invitation, outbox_message, portal_account},
     outbox::{self, FirstAttempt, Link, MessageKind, NewMessage},
     sealing::Sealer,
@@ -28,8 +29,8 @@ pub struct IssueRequest<'a> {
     pub recipient: &'a str,
     /// The star-menu interaction asking for it.
     pub interaction_id: Option<&'a str>,
-    /// The staff member (host user id).
-    pub requested_by: Option<&'a str>,
+    /// The staff member who asked for it.
+    pub requested_by: Option<&'a StaffMember>,
     /// How long the set-up link works.
     pub ttl: Duration,
     /// The instance that will make the first delivery attempt itself (it holds the row's lease).
@@ -67,7 +68,8 @@ pub async fn issue_invitation<C: ConnectionTrait>(
         channel: request.channel.as_str().to_owned(),
         status: InvitationStatus::Pending.as_str().to_owned(),
         interaction_id: request.interaction_id.map(str::to_owned),
-        requested_by: request.requested_by.map(str::to_owned),
+        requested_by: request.requested_by.map(|s| s.id.clone()),
+        requested_by_name: request.requested_by.map(|s| s.name.clone()),
         answer: None,
         failure: None,
         created_at: to_millis(now),
@@ -75,6 +77,15 @@ pub async fn issue_invitation<C: ConnectionTrait>(
         failed_at: None,
     };
     state::issued(conn, &invitation).await?;
+    audit::record(
+        conn,
+        shop_id.as_str(),
+        customer_id.as_str(),
+        Event::Invited { channel: request.channel },
+        request.requested_by,
+        now,
+    )
+    .await?;
 
     let ttl = TimeDelta::from_std(request.ttl).unwrap_or(TimeDelta::days(7));
     let expires_at = now + ttl;
@@ -140,6 +151,7 @@ async fn ensure_account<C: ConnectionTrait>(
                 password_hash: Set(None),
                 password_changed_at: Set(None),
                 verified_email: Set(None),
+                last_login_at: Set(None),
                 created_at: Set(to_millis(now)),
                 updated_at: Set(to_millis(now)),
             };

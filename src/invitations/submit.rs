@@ -38,7 +38,7 @@ use super::{
 use crate::{
     clock::{Clock, from_millis},
     db::{Database, lost_a_race},
-    domain::{Channel, CustomerId, InteractionId, ShopId, WebhookId},
+    domain::{Channel, CustomerId, InteractionId, ShopId, StaffMember, WebhookId},
     entities::{customer, shop, token},
     inbox::{self, StoredAnswer},
     outbox::{self, Attempt, FirstAttempt, Recorded},
@@ -68,8 +68,8 @@ pub struct Submission {
     pub shop_id: ShopId,
     pub customer_id: CustomerId,
     pub interaction_id: InteractionId,
-    /// The staff member (host user id).
-    pub requested_by: String,
+    /// The staff member.
+    pub requested_by: StaffMember,
     /// The dialog's `channel` value, as given.
     pub channel: Option<String>,
 }

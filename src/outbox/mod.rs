@@ -173,6 +173,11 @@ pub async fn enqueue<C: ConnectionTrait>(
         last_error: None,
         created_at: to_millis(now),
         sent_at: None,
+        provider_ref: None,
+        report_status: None,
+        report_error: None,
+        reported_at: None,
+        looked_up_at: None,
     };
     let backend = conn.get_database_backend();
     let mut insert = outbox_message::ActiveModel::from(row.clone());

@@ -13,8 +13,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "values and pure code",
         &["clock", "config", "domain", "entities", "links", "random", "sealing", "signature", "templates"],
     ),
-    ("persistence mechanisms", &["db", "inbox", "outbox", "tokens"]),
-    ("the domain", &["accounts", "identity", "invitations", "shops"]),
+    ("persistence mechanisms", &["audit", "db", "inbox", "outbox", "tokens"]),
+    ("the domain", &["access", "accounts", "identity", "invitations", "shops"]),
     ("the edges", &["delivery", "health", "host", "manifest", "oidc", "portal", "recover"]),
     ("the app", &["app", "cli", "maintenance", "telemetry"]),
 ];

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     db::lost_a_race,
-    domain::{InteractionId, ShopId, WebhookId},
+    domain::{InteractionId, ShopId, StaffMember, WebhookId},
     inbox::{self, Endpoint, MessageInfo, StoredAnswer},
     invitations::eligibility::Opened,
     shops::snapshot::{CustomerSnapshot, ShopSnapshot},
@@ -119,7 +119,7 @@ struct Action {
     shop: ShopSnapshot,
     customer: CustomerSnapshot,
     interaction_id: InteractionId,
-    user_id: String,
+    user: StaffMember,
     channel: Option<String>,
 }
 
@@ -153,7 +153,7 @@ impl Action {
             shop: check_shop(&data.shop, &shop_id, "data.shop")?,
             customer: check_customer(&data.customer, "data.customer")?,
             interaction_id,
-            user_id: data.user.id.chars().take(64).collect(),
+            user: StaffMember::from_host(&data.user.id, &data.user.name),
             channel,
         };
         Ok((action, shop_id))

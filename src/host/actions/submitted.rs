@@ -85,7 +85,7 @@ pub(super) async fn submitted<T>(
         shop_id: shop_id.clone(),
         customer_id: action.customer.id.clone(),
         interaction_id: action.interaction_id.clone(),
-        requested_by: action.user_id.clone(),
+        requested_by: action.user.clone(),
         channel: action.channel.clone(),
     });
     let deps = SubmitDeps {
