@@ -23,6 +23,7 @@ use poem_openapi::OpenApiService;
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
+    access::PortalAccess,
     accounts::Accounts,
     clock::Clock,
     config::{SettingError, Settings},
@@ -147,6 +148,8 @@ impl App {
             recent_answers: Arc::new(RecentlyAnswered::new(RECENT_ANSWERS)),
             first_attempt: delivery.first_attempt(),
             courier: delivery.clone(),
+            access: Arc::new(PortalAccess::new(cookies.bytes(), &settings.portal, sealer.clone())),
+            wake_sender: delivery.wake.clone(),
             sealer,
         };
         let portal = PortalContext::new(PortalParts {

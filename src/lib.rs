@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md at the repository's root is the map: the layers, what each module owns, and the
 //! path of each kind of request.
 
+pub mod access;
 pub mod accounts;
 pub mod app;
 pub mod audit;

@@ -194,12 +194,29 @@ impl StarMenu<'_> {
         envelope("dialog.submitted", &self.shop.id, at, self.data(channel))
     }
 
+    /// `action.invoked` of "Customer Portal access" (§9): the click, answered with the status.
+    pub fn access_invoked(&self, at: DateTime<Utc>) -> Value {
+        envelope("action.invoked", &self.shop.id, at, self.data_of("portal-access", None))
+    }
+
+    /// `dialog.submitted` of "Customer Portal access" with the chosen `action` (`None` leaves the
+    /// values out).
+    pub fn access_submitted(&self, choice: Option<&str>, at: DateTime<Utc>) -> Value {
+        let values = choice.map(|choice| json!({"action": choice}));
+        envelope("dialog.submitted", &self.shop.id, at, self.data_of("portal-access", values))
+    }
+
     fn data(&self, channel: Option<&str>) -> Value {
-        let mut data = json!({"action_key": "send-portal-invitation", "interaction_id": self.interaction,
+        let values = channel.map(|channel| json!({"channel": channel}));
+        self.data_of("send-portal-invitation", values)
+    }
+
+    fn data_of(&self, action_key: &str, values: Option<Value>) -> Value {
+        let mut data = json!({"action_key": action_key, "interaction_id": self.interaction,
                               "user": self.user.json(), "shop": self.shop.snapshot(self.shop_version),
                               "customer": self.customer});
-        if let Some(channel) = channel {
-            data["values"] = json!({"channel": channel});
+        if let Some(values) = values {
+            data["values"] = values;
         }
         data
     }

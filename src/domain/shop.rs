@@ -90,6 +90,11 @@ impl TimeZone {
         format!("{} ({})", local.format("%A %-d %B %Y at %-I:%M %p %Z"), self.name())
     }
 
+    /// A moment in a line that names several: "Tue 1 Dec 2026 at 8:15 PM AEST".
+    pub fn moment(self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.0).format("%a %-d %b %Y at %-I:%M %p %Z").to_string()
+    }
+
     pub fn utc() -> Self {
         Self(chrono_tz::UTC)
     }

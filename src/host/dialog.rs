@@ -49,21 +49,53 @@ pub struct DialogOption {
     pub disabled: Option<bool>,
 }
 
-/// A field of the dialog.
+/// A field of the dialog: a radio question, or read-only text (shown as plain paragraphs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Object)]
 pub struct DialogField {
-    /// `radio`.
+    /// `radio` or `text`.
     #[serde(rename = "type")]
     #[oai(rename = "type")]
     pub field_type: String,
-    /// The key in the submitted `values`.
+    /// The key in the submitted `values` (a radio), or the text's name (`status`, `history`).
     pub id: String,
-    /// The question.
-    pub label: String,
-    /// Whether an answer is needed.
-    pub required: bool,
-    /// The choices.
-    pub options: Vec<DialogOption>,
+    /// The question (a radio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Whether an answer is needed (a radio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    /// The choices (a radio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<DialogOption>>,
+    /// The text (a text field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl DialogField {
+    /// A required radio question.
+    pub fn radio(id: &str, label: &str, options: Vec<DialogOption>) -> Self {
+        Self {
+            field_type: "radio".into(),
+            id: id.into(),
+            label: Some(label.into()),
+            required: Some(true),
+            options: Some(options),
+            text: None,
+        }
+    }
+
+    /// Read-only text.
+    pub fn text(id: &str, text: String) -> Self {
+        Self {
+            field_type: "text".into(),
+            id: id.into(),
+            label: None,
+            required: None,
+            options: None,
+            text: Some(text),
+        }
+    }
 }
 
 /// The dialog the host opens.

@@ -15,8 +15,8 @@ pub mod webhooks;
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    clock::Clock, db::Database, inbox::RecentlyAnswered, invitations::handoff::Courier, outbox::FirstAttempt,
-    sealing::Sealer, shops::cache::ShopCache,
+    access::PortalAccess, clock::Clock, db::Database, inbox::RecentlyAnswered, invitations::handoff::Courier,
+    outbox::FirstAttempt, sealing::Sealer, shops::cache::ShopCache,
 };
 
 /// What the host's endpoints need, built by the app. Cheap to clone.
@@ -40,4 +40,8 @@ pub struct HostContext {
     pub first_attempt: FirstAttempt,
     /// Seals the set-up link into the invitation's outbox row.
     pub sealer: Arc<Sealer>,
+    /// The staff's view of portal access and its acts.
+    pub access: Arc<PortalAccess>,
+    /// Wakes the sender when an act queued a message.
+    pub wake_sender: Arc<tokio::sync::Notify>,
 }

@@ -196,6 +196,22 @@ pub async fn revoke<C: ConnectionTrait>(conn: &C, grant_id: &str, now: DateTime<
     Ok(())
 }
 
+/// Revokes every grant of an account (a staff member ended the customer's sessions): their unused
+/// codes and their access tokens stop working at once.
+pub async fn revoke_all_for_account<C: ConnectionTrait>(
+    conn: &C,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let result = oidc_grant::Entity::update_many()
+        .col_expr(oidc_grant::Column::RevokedAt, Expr::value(to_millis(now)))
+        .filter(oidc_grant::Column::AccountId.eq(account_id))
+        .filter(oidc_grant::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
 /// The grant a presented access token stands for, while it is good, in this shop.
 pub async fn grant_of_access_token<C: ConnectionTrait>(
     conn: &C,

@@ -16,8 +16,8 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set
 use crate::{
     clock::to_millis,
     db::ROWS_PER_STATEMENT,
-    domain::{CustomerId, ShopId, WebhookId},
-    entities::webhook_message,
+    domain::{CustomerId, InteractionId, ShopId, WebhookId},
+    entities::{staff_act, webhook_message},
 };
 
 /// The route that received a message, as stored with it.
@@ -27,6 +27,8 @@ pub enum Endpoint {
     Lifecycle,
     /// `POST /actions/send-portal-invitation`: the star-menu action.
     SendPortalInvitation,
+    /// `POST /actions/portal-access`: the staff's view of portal access.
+    PortalAccess,
 }
 
 impl Endpoint {
@@ -35,6 +37,7 @@ impl Endpoint {
         match self {
             Self::Lifecycle => "webhooks",
             Self::SendPortalInvitation => "actions/send-portal-invitation",
+            Self::PortalAccess => "actions/portal-access",
         }
     }
 }
@@ -232,6 +235,11 @@ pub async fn forget_customer<C: ConnectionTrait>(
         .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
         .exec(conn)
         .await?;
+    staff_act::Entity::delete_many()
+        .filter(staff_act::Column::ShopId.eq(shop_id))
+        .filter(staff_act::Column::CustomerId.eq(customer_id))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
@@ -242,16 +250,53 @@ pub async fn forget_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<
         .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
         .exec(conn)
         .await?;
+    staff_act::Entity::delete_many().filter(staff_act::Column::ShopId.eq(shop_id)).exec(conn).await?;
     Ok(())
 }
 
 /// Forgets answers older than [`RETENTION`]. Returns how many.
 pub async fn purge_old_answers<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    let cutoff = to_millis(now - RETENTION);
     let result = webhook_message::Entity::delete_many()
-        .filter(webhook_message::Column::ReceivedAt.lt(to_millis(now - RETENTION)))
+        .filter(webhook_message::Column::ReceivedAt.lt(cutoff))
         .exec(conn)
         .await?;
-    Ok(result.rows_affected)
+    let acts =
+        staff_act::Entity::delete_many().filter(staff_act::Column::CreatedAt.lt(cutoff)).exec(conn).await?;
+    Ok(result.rows_affected + acts.rows_affected)
+}
+
+/// The answer an interaction's submission got, if it was submitted before: a resubmitted dialog (a
+/// new message, the same `interaction_id`) gets it again instead of acting twice.
+pub async fn interaction_answer<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &ShopId,
+    interaction_id: &InteractionId,
+) -> Result<Option<String>, DbErr> {
+    Ok(staff_act::Entity::find_by_id((shop_id.as_str().to_owned(), interaction_id.as_str().to_owned()))
+        .one(conn)
+        .await?
+        .map(|act| act.answer))
+}
+
+/// Keeps the answer an interaction's submission got, with the customer it named (for erasure).
+pub async fn remember_interaction_answer<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &ShopId,
+    interaction_id: &InteractionId,
+    customer_id: &str,
+    answer: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let row = staff_act::ActiveModel {
+        shop_id: Set(shop_id.as_str().to_owned()),
+        interaction_id: Set(interaction_id.as_str().to_owned()),
+        customer_id: Set(customer_id.to_owned()),
+        answer: Set(answer.to_owned()),
+        created_at: Set(to_millis(now)),
+    };
+    staff_act::Entity::insert(row).exec_without_returning(conn).await?;
+    Ok(())
 }
 
 /// The ids of lifecycle messages this instance answered lately (always `204`, and never changed

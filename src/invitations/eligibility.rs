@@ -5,11 +5,14 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::{InvitationStatus, email_taken, state::current_invitation};
+use super::{
+    InvitationStatus, email_taken,
+    standing::{self, InvitationStanding},
+    state::current_invitation,
+};
 use crate::{
-    clock::from_millis,
-    domain::{Channel, CustomerId, E164Number, EmailAddress, SubscriptionTier},
-    entities::{customer, invitation, shop},
+    domain::{CustomerId, E164Number, EmailAddress, SubscriptionTier},
+    entities::{customer, shop},
     inbox::StoredAnswer,
 };
 
@@ -23,12 +26,19 @@ pub struct World {
 }
 
 impl World {
-    /// Applies the rules, reading the customer's invitation and the shop's usernames in `conn`.
-    pub async fn evaluate<C: ConnectionTrait>(&self, conn: &C) -> Result<Result<Eligible, Refusal>, DbErr> {
+    /// Applies the rules at `now`, reading the customer's invitation and the shop's usernames in `conn`.
+    pub async fn evaluate<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Eligible, Refusal>, DbErr> {
         let (invitation, email_taken) = match (&self.shop, &self.customer) {
             (Some(shop), Some(customer)) => {
                 let (shop_id, customer_id) = (shop.shop_id(), CustomerId::from_stored(customer.id.clone()));
-                let invitation = current_invitation(conn, &shop_id, &customer_id).await?;
+                let invitation = match current_invitation(conn, &shop_id, &customer_id).await? {
+                    Some(row) => Some(standing::load(conn, row, now).await?),
+                    None => None,
+                };
                 let taken = match customer.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()) {
                     Some(email) => email_taken(conn, &shop.id, &customer.id, &email).await?,
                     None => false,
@@ -61,8 +71,8 @@ pub struct Facts<'a> {
     /// The shop, if it ever installed the plugin.
     pub shop: Option<&'a shop::Model>,
     pub customer: Option<&'a customer::Model>,
-    /// The customer's invitation that did not fail, if any.
-    pub invitation: Option<&'a invitation::Model>,
+    /// The customer's invitation that did not fail, if any, and what became of it.
+    pub invitation: Option<&'a InvitationStanding>,
     /// Whether another customer of the shop already uses the customer's email as portal username.
     pub email_taken: bool,
 }
@@ -78,18 +88,9 @@ pub enum Refusal {
     PortalInactive,
     /// No email on the profile (or the profile was deleted).
     EmailMissing,
-    /// Invited before, and the message was accepted for delivery.
-    AlreadySent {
-        channel: Channel,
-        /// When it was accepted.
-        sent_at: DateTime<Utc>,
-    },
-    /// Invited before; delivery is still being retried.
-    StillQueued {
-        channel: Channel,
-        /// When it was issued.
-        issued_at: DateTime<Utc>,
-    },
+    /// Invited before (the invitation did not fail): it cannot be sent again. What became of it is
+    /// told to the staff member.
+    AlreadyInvited(Box<InvitationStanding>),
     /// Another customer of the shop uses this email as their username.
     EmailInUse(EmailAddress),
 }
@@ -103,10 +104,10 @@ pub struct Eligible {
     pub mobile: Option<E164Number>,
 }
 
-/// Applies the rules in the order a front-desk person can act on them: the shop's set-up first,
-/// then the profile, then the invitation's history.
-pub fn evaluate(facts: &Facts<'_>) -> Result<Eligible, Refusal> {
-    let shop = facts.shop.filter(|s| s.installed).ok_or(Refusal::ShopNotInstalled)?;
+/// The shop's part of the rules: installed, on a tier with the portal, the portal activated. Every
+/// star-menu action checks it first.
+pub fn serves_portal(shop: Option<&shop::Model>) -> Result<&shop::Model, Refusal> {
+    let shop = shop.filter(|s| s.installed).ok_or(Refusal::ShopNotInstalled)?;
     let tier = shop.tier().ok_or(Refusal::ShopNotInstalled)?;
     if !tier.includes_portal() {
         return Err(Refusal::TierInsufficient(tier));
@@ -114,24 +115,19 @@ pub fn evaluate(facts: &Facts<'_>) -> Result<Eligible, Refusal> {
     if !shop.portal_active {
         return Err(Refusal::PortalInactive);
     }
+    Ok(shop)
+}
+
+/// Applies the rules in the order a front-desk person can act on them: the shop's set-up first,
+/// then the profile, then the invitation's history.
+pub fn evaluate(facts: &Facts<'_>) -> Result<Eligible, Refusal> {
+    serves_portal(facts.shop)?;
     let customer = facts.customer.filter(|c| c.deleted_at.is_none()).ok_or(Refusal::EmailMissing)?;
     let email =
         customer.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()).ok_or(Refusal::EmailMissing)?;
-    if let Some(invitation) = facts.invitation {
-        let channel = Channel::parse(&invitation.channel).unwrap_or(Channel::Email);
-        match InvitationStatus::of(invitation) {
-            Some(InvitationStatus::Sent) => {
-                return Err(Refusal::AlreadySent {
-                    channel,
-                    sent_at: from_millis(invitation.sent_at.unwrap_or(invitation.created_at)),
-                });
-            }
-            Some(InvitationStatus::Pending) => {
-                return Err(Refusal::StillQueued { channel, issued_at: from_millis(invitation.created_at) });
-            }
-            // A failed invitation leaves room for a new one.
-            Some(InvitationStatus::Failed) | None => {}
-        }
+    // A failed invitation leaves room for a new one.
+    if let Some(invitation) = facts.invitation.filter(|i| i.status != InvitationStatus::Failed) {
+        return Err(Refusal::AlreadyInvited(Box::new(invitation.clone())));
     }
     if facts.email_taken {
         return Err(Refusal::EmailInUse(email));
@@ -143,6 +139,10 @@ pub fn evaluate(facts: &Facts<'_>) -> Result<Eligible, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        domain::Channel,
+        invitations::standing::{Delivery, LinkState},
+    };
 
     fn shop() -> shop::Model {
         shop::Model {
@@ -178,29 +178,25 @@ mod tests {
         }
     }
 
-    fn invitation(status: &str) -> invitation::Model {
-        invitation::Model {
+    fn invitation(status: InvitationStatus) -> InvitationStanding {
+        let at = DateTime::from_timestamp_millis(2_000).unwrap();
+        InvitationStanding {
             id: "inv_1".into(),
-            shop_id: "shop_1".into(),
-            customer_id: "cus_1".into(),
-            account_id: "acc_1".into(),
-            channel: "sms".into(),
-            status: status.into(),
             interaction_id: None,
-            requested_by: None,
-            requested_by_name: None,
-            answer: None,
-            failure: None,
-            created_at: 1_000,
-            sent_at: Some(2_000),
-            failed_at: None,
+            answered: true,
+            status,
+            channel: Channel::Sms,
+            invited_at: at,
+            invited_by: None,
+            delivery: Delivery::SmsAccepted { at },
+            link: LinkState::Unused { expires_at: at },
         }
     }
 
     fn check(
         shop: Option<shop::Model>,
         customer: Option<customer::Model>,
-        inv: Option<invitation::Model>,
+        inv: Option<InvitationStanding>,
         taken: bool,
     ) -> Result<Eligible, Refusal> {
         evaluate(&Facts {
@@ -219,7 +215,7 @@ mod tests {
         let mut platinum = shop();
         platinum.subscription_tier = "platinum".into();
         assert!(check(Some(platinum), Some(customer()), None, false).is_ok());
-        let failed_before = invitation("failed");
+        let failed_before = invitation(InvitationStatus::Failed);
         assert!(check(Some(shop()), Some(customer()), Some(failed_before), false).is_ok());
     }
 
@@ -249,14 +245,14 @@ mod tests {
         deleted.deleted_at = Some(5);
         assert_eq!(check(Some(shop()), Some(deleted), None, false), Err(Refusal::EmailMissing));
 
-        assert!(matches!(
-            check(Some(shop()), Some(customer()), Some(invitation("sent")), true),
-            Err(Refusal::AlreadySent { channel: Channel::Sms, .. })
-        ));
-        assert!(matches!(
-            check(Some(shop()), Some(customer()), Some(invitation("pending")), false),
-            Err(Refusal::StillQueued { .. })
-        ));
+        // Sent or still being retried, an invitation that did not fail is not sent again, whatever
+        // else is wrong with the profile.
+        for status in [InvitationStatus::Sent, InvitationStatus::Pending] {
+            assert_eq!(
+                check(Some(shop()), Some(customer()), Some(invitation(status)), true),
+                Err(Refusal::AlreadyInvited(Box::new(invitation(status))))
+            );
+        }
         assert!(matches!(check(Some(shop()), Some(customer()), None, true), Err(Refusal::EmailInUse(_))));
     }
 

@@ -7,6 +7,7 @@
 pub mod eligibility;
 pub mod handoff;
 mod issue;
+pub mod standing;
 pub mod state;
 pub mod submit;
 

@@ -233,3 +233,40 @@ async fn link_used<C: ConnectionTrait>(conn: &C, token_id: Option<&str>) -> Resu
     let Some(token_id) = token_id else { return Ok(false) };
     Ok(token::Entity::find_by_id(token_id).one(conn).await?.is_some_and(|token| token.used_at.is_some()))
 }
+
+/// The failure recorded on an invitation a staff member cancelled.
+pub const CANCELLED_BY_STAFF: &str = "cancelled by staff";
+
+/// A staff member cancels an invitation whose link was never used. Its link dies first, by a
+/// conditional update, so a customer using it at this very moment either finds it dead or used it
+/// first (then nothing changes and `false` is returned). Its message is withdrawn if still queued,
+/// and the invitation fails as cancelled by staff, whether or not it was delivered: a new one may
+/// then be sent.
+pub async fn cancel_by_staff<C: ConnectionTrait>(
+    conn: &C,
+    invitation_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let of_invitation = || Condition::all().add(token::Column::InvitationId.eq(invitation_id));
+    tokens::revoke_where(conn, of_invitation(), now).await?;
+    let used =
+        token::Entity::find().filter(of_invitation()).all(conn).await?.iter().any(|t| t.used_at.is_some());
+    if used {
+        return Ok(false);
+    }
+    let queued = outbox_message::Entity::find()
+        .filter(outbox_message::Column::InvitationId.eq(invitation_id))
+        .filter(outbox_message::Column::Status.eq(outbox::OutboxStatus::Pending.as_str()))
+        .all(conn)
+        .await?;
+    outbox::cancel(conn, &queued, CANCELLED_BY_STAFF).await?;
+    let failed = invitation::Entity::update_many()
+        .col_expr(invitation::Column::Status, Expr::value(InvitationStatus::Failed.as_str()))
+        .col_expr(invitation::Column::Failure, Expr::value(CANCELLED_BY_STAFF))
+        .col_expr(invitation::Column::FailedAt, Expr::value(to_millis(now)))
+        .filter(invitation::Column::Id.eq(invitation_id))
+        .filter(invitation::Column::Status.ne(InvitationStatus::Failed.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(failed.rows_affected == 1)
+}

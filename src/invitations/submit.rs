@@ -141,8 +141,9 @@ pub async fn submit(
 ) -> Result<StoredAnswer, SubmitError> {
     let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
     let mut raced = false;
+    let mut patient = true;
     loop {
-        match decide(deps, &host, &submission).await {
+        match decide(deps, &host, &submission, patient).await {
             Ok(Step::Answer(answer)) => return Ok(answer),
             Ok(Step::Issued(issue)) => {
                 return first_attempt(deps, host, &submission.message_id, *issue).await;
@@ -155,6 +156,11 @@ pub async fn submit(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(Stop::WaitForInteraction) => return answer_so_far(deps, host.as_ref(), &submission).await,
+            Err(Stop::WaitForOther) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The other invitation's first attempt outlasted the wait: answer with its state now.
+            Err(Stop::WaitForOther) => patient = false,
         }
     }
 }
@@ -172,6 +178,8 @@ enum Stop {
     Failed(SubmitError),
     /// The interaction's invitation exists but its first outcome is not known yet.
     WaitForInteraction,
+    /// Another interaction's invitation was just issued and its first attempt is under way.
+    WaitForOther,
     /// Another request issued an invitation (or took the username) at the same moment.
     Raced,
 }
@@ -190,10 +198,13 @@ struct Issue {
     customer: customer::Model,
 }
 
+/// `patient`: wait for the first outcome of an invitation another interaction just issued, rather
+/// than answer while it is unknown.
 async fn decide(
     deps: &SubmitDeps<'_>,
     host: &Arc<dyn HostSide>,
     submission: &Arc<Submission>,
+    patient: bool,
 ) -> Result<Step, Stop> {
     let now = deps.clock.now();
     let ttl = deps.ttl;
@@ -223,8 +234,14 @@ async fn decide(
                 let refuse = |outcome: Outcome| {
                     answer_with(txn, &submission.message_id, host.answer(&outcome, &world))
                 };
-                let eligible = match world.evaluate(txn).await? {
+                let eligible = match world.evaluate(txn, now).await? {
                     Ok(eligible) => eligible,
+                    // Two staff members at the same moment: the other one's invitation is issued and
+                    // its first attempt is under way. Its outcome is known within the host's budget,
+                    // so the loser is told the truth (delivered or not), not "still being retried".
+                    Err(Refusal::AlreadyInvited(other)) if patient && !other.answered => {
+                        return Err(Stop::WaitForOther);
+                    }
                     Err(refusal) => return refuse(Outcome::Refused(refusal)).await,
                 };
                 let Some(channel) = submission.channel.as_deref().and_then(Channel::parse) else {

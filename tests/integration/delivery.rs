@@ -97,7 +97,14 @@ async fn a_gateway_error_is_retried(backend: Backend) {
     let app = &stack.app;
     stack.sms.script([Reply::ServerError, Reply::ServerError]);
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_1", "sms").await), "invitation_queued");
-    assert_eq!(code(&app.invoke("shop_1", &jana()).await), "invitation_queued", "a click while queued");
+    // A click while it is retried: it is not sent again, and the text says why it has not arrived.
+    let click = app.invoke("shop_1", &jana()).await;
+    assert_eq!(code(&click), "invitation_already_sent", "a click while queued");
+    let said = click["message"]["text"].as_str().unwrap();
+    assert!(
+        said.contains("by SMS") && said.contains("delivery is being retried (1 attempt so far)"),
+        "{said}"
+    );
     next_round(app).await;
     next_round(app).await;
     let sms = stack.sms.wait_for(1).await;

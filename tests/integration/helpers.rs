@@ -296,7 +296,18 @@ impl TestApp {
 
     /// Like [`TestApp::act`], with a given `webhook-id`.
     pub async fn act_as(&self, id: &str, message: &Value) -> Value {
-        let response = self.post_signed("/actions/send-portal-invitation", id, message).await;
+        self.act_at("/actions/send-portal-invitation", id, message).await
+    }
+
+    /// Sends a signed message of the "Customer Portal access" action; it must be answered `200`.
+    pub async fn access(&self, message: &Value) -> Value {
+        let id = format!("msg_{}", hex(&rand_bytes()));
+        self.act_at("/actions/portal-access", &id, message).await
+    }
+
+    /// Sends a signed star-menu message to `path`; it must be answered `200`.
+    pub async fn act_at(&self, path: &str, id: &str, message: &Value) -> Value {
+        let response = self.post_signed(path, id, message).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         assert_eq!(status, 200, "{text}");
@@ -470,6 +481,16 @@ fn star_menu<'a>(shop: &'a Shop, customer: &'a Value, interaction: &'a str) -> S
 /// The star-menu click on `customer` of the example shop `shop_id`, by [`FRONT_DESK`].
 pub fn action_invoked(shop_id: &str, customer: &Value, interaction: &str) -> Value {
     star_menu(&Shop::example(shop_id), customer, interaction).invoked(at(0))
+}
+
+/// The "Customer Portal access" click on `customer` of the example shop `shop_id`, by [`FRONT_DESK`].
+pub fn access_invoked(shop_id: &str, customer: &Value, interaction: &str) -> Value {
+    star_menu(&Shop::example(shop_id), customer, interaction).access_invoked(at(0))
+}
+
+/// The "Customer Portal access" submission choosing `choice`, by [`FRONT_DESK`].
+pub fn access_submitted(shop_id: &str, customer: &Value, interaction: &str, choice: Option<&str>) -> Value {
+    star_menu(&Shop::example(shop_id), customer, interaction).access_submitted(choice, at(0))
 }
 
 /// The dialog's submission for `customer` of the example shop `shop_id`, by [`FRONT_DESK`].

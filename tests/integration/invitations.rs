@@ -261,7 +261,20 @@ async fn an_invitation_cannot_be_sent_twice(backend: Backend) {
         (Some("message"), "invitation_already_sent")
     );
     let said = text(&answer);
-    assert!(said.contains("by SMS") && said.contains("Monday 23 November 2026 at 8:00 PM AEST"), "{said}");
+    assert!(
+        said.contains("Invited by SMS on Mon 23 Nov 2026 at 8:00 PM AEST by Sam (front desk)."),
+        "{said}"
+    );
+    assert!(
+        said.contains("Sent on Mon 23 Nov 2026 at 8:00 PM AEST; the SMS service hasn't confirmed"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "The set-up link hasn't been used yet; it works until Mon 30 Nov 2026 at 8:00 PM AEST."
+        ),
+        "{said}"
+    );
     assert!(
         said.contains("Forgot password") && said.contains(&format!("{}/p/shop_1/login", app.url)),
         "{said}"

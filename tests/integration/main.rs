@@ -15,6 +15,7 @@ mod links;
 mod oidc;
 mod platform;
 mod portal;
+mod portal_access;
 mod portal_security;
 mod races;
 mod sms_gateway;

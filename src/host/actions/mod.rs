@@ -1,6 +1,7 @@
-//! `POST /actions/send-portal-invitation`: the star-menu action (contract §6).
+//! The star-menu actions: `POST /actions/send-portal-invitation` (contract §6) and
+//! `POST /actions/portal-access` (§9, `portal_access.rs`).
 //!
-//! `action.invoked` (here) answers with the email/SMS dialog, or a message saying why no invitation
+//! Send Customer Portal Invitation: `action.invoked` (here) answers with the email/SMS dialog, or a message saying why no invitation
 //! can be sent. `dialog.submitted` (`submitted.rs`) hands the request to
 //! [`invitations::submit`](crate::invitations::submit), which checks every rule again, issues the
 //! invitation, has delivery make the first attempt within the host's 3-second budget, and answers
@@ -8,6 +9,7 @@
 //! de-duplicated by `webhook-id` like `/webhooks`; a resubmission of the same `interaction_id` gets
 //! the first outcome and sends nothing.
 
+mod portal_access;
 mod submitted;
 mod world;
 
@@ -37,8 +39,33 @@ use crate::{
     shops::snapshot::{CustomerSnapshot, ShopSnapshot},
 };
 
-/// The manifest's action key.
+/// The manifest's key of the first action.
 pub const ACTION_KEY: &str = "send-portal-invitation";
+/// The manifest's key of the portal-access action.
+pub const ACCESS_ACTION_KEY: &str = "portal-access";
+
+/// Which star-menu action a message is for (each has its URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    SendInvitation,
+    PortalAccess,
+}
+
+impl Which {
+    fn key(self) -> &'static str {
+        match self {
+            Self::SendInvitation => ACTION_KEY,
+            Self::PortalAccess => ACCESS_ACTION_KEY,
+        }
+    }
+
+    fn endpoint(self) -> Endpoint {
+        match self {
+            Self::SendInvitation => Endpoint::SendPortalInvitation,
+            Self::PortalAccess => Endpoint::PortalAccess,
+        }
+    }
+}
 
 /// How long a repeated click waits for the first copy's answer (the host waits 3 s in all).
 const CLICK_WAIT: Duration = Duration::from_millis(2500);
@@ -57,7 +84,7 @@ pub enum ActionEventType {
 /// `data` of both action messages.
 #[derive(Debug, Clone, Deserialize, Object)]
 pub struct ActionData {
-    /// `send-portal-invitation`.
+    /// `send-portal-invitation` or `portal-access`, as the URL says.
     pub action_key: String,
     /// Shared by a dialog and its resubmissions.
     pub interaction_id: String,
@@ -67,7 +94,8 @@ pub struct ActionData {
     pub shop: ShopWire,
     /// The customer whose profile the action was picked on.
     pub customer: CustomerWire,
-    /// The dialog's values (`dialog.submitted` only), e.g. `{"channel": "email"}`.
+    /// The dialog's values (`dialog.submitted` only), e.g. `{"channel": "email"}` or
+    /// `{"action": "end_sessions"}`.
     #[serde(default)]
     pub values: Option<serde_json::Value>,
 }
@@ -107,7 +135,27 @@ impl ActionsApi {
         &self,
         message: SignedMessage<ActionEnvelope>,
     ) -> Result<ActionAnswered, HostProblem> {
-        let answer = receive_action(&self.ctx, &message).await?;
+        let answer = receive_action(&self.ctx, &message, Which::SendInvitation).await?;
+        Ok(ActionAnswered::Ok(StoredJson::new(answer.body)))
+    }
+
+    /// Customer Portal access (star menu).
+    ///
+    /// `action.invoked` gets a dialog with where the customer stands and the choices that fit
+    /// (`password_reset`, `end_sessions`, `cancel_invitation`), or a message (`no_portal_account`,
+    /// `portal_status`); `dialog.submitted` does the chosen act and confirms it
+    /// (`password_reset_sent`, `sessions_ended`, `invitation_cancelled`) or says why not.
+    #[oai(
+        path = "/actions/portal-access",
+        method = "post",
+        tag = "Tags::Host",
+        operation_id = "portalAccess"
+    )]
+    async fn portal_access(
+        &self,
+        message: SignedMessage<ActionEnvelope>,
+    ) -> Result<ActionAnswered, HostProblem> {
+        let answer = receive_action(&self.ctx, &message, Which::PortalAccess).await?;
         Ok(ActionAnswered::Ok(StoredJson::new(answer.body)))
     }
 }
@@ -115,16 +163,20 @@ impl ActionsApi {
 /// A checked action message.
 #[derive(Clone)]
 struct Action {
+    which: Which,
     kind: ActionEventType,
     shop: ShopSnapshot,
     customer: CustomerSnapshot,
     interaction_id: InteractionId,
     user: StaffMember,
+    /// The dialog's `channel` (send an invitation).
     channel: Option<String>,
+    /// The dialog's `action` (portal access).
+    choice: Option<String>,
 }
 
 impl Action {
-    fn parse<T>(message: &SignedMessage<T>) -> Result<(Self, ShopId), HostError> {
+    fn parse<T>(message: &SignedMessage<T>, which: Which) -> Result<(Self, ShopId), HostError> {
         let envelope = RawEnvelope::parse(&message.body)?;
         let kind = match envelope.event_type.as_str() {
             "action.invoked" => ActionEventType::Invoked,
@@ -138,23 +190,27 @@ impl Action {
         };
         let shop_id = envelope.shop_id()?;
         let data: ActionData = envelope.data()?;
-        if data.action_key != ACTION_KEY {
+        if data.action_key != which.key() {
             return Err(HostError::Rule(format!(
-                "data.action_key must be {ACTION_KEY}, not {:?}",
+                "data.action_key must be {}, as the URL says, not {:?}",
+                which.key(),
                 data.action_key
             )));
         }
         let interaction_id = InteractionId::parse(&data.interaction_id)
             .map_err(|e| HostError::Rule(format!("data.interaction_id {e}")))?;
-        let channel =
-            data.values.as_ref().and_then(|v| v.get("channel")).and_then(|c| c.as_str()).map(str::to_owned);
+        let value = |name: &str| {
+            data.values.as_ref().and_then(|v| v.get(name)).and_then(|c| c.as_str()).map(str::to_owned)
+        };
         let action = Self {
+            which,
             kind,
             shop: check_shop(&data.shop, &shop_id, "data.shop")?,
             customer: check_customer(&data.customer, "data.customer")?,
             interaction_id,
             user: StaffMember::from_host(&data.user.id, &data.user.name),
-            channel,
+            channel: value("channel"),
+            choice: value("action"),
         };
         Ok((action, shop_id))
     }
@@ -164,11 +220,20 @@ impl Action {
 pub async fn receive_action<T>(
     ctx: &HostContext,
     message: &SignedMessage<T>,
+    which: Which,
 ) -> Result<StoredAnswer, HostError> {
-    let (action, shop_id) = Action::parse(message)?;
-    let answer = match action.kind {
-        ActionEventType::Invoked => invoked(ctx, message, &action, &shop_id).await,
-        ActionEventType::Submitted => submitted::submitted(ctx, message, &action, &shop_id).await,
+    let (action, shop_id) = Action::parse(message, which)?;
+    let answer = match (which, action.kind) {
+        (Which::SendInvitation, ActionEventType::Invoked) => invoked(ctx, message, &action, &shop_id).await,
+        (Which::SendInvitation, ActionEventType::Submitted) => {
+            submitted::submitted(ctx, message, &action, &shop_id).await
+        }
+        (Which::PortalAccess, ActionEventType::Invoked) => {
+            portal_access::invoked(ctx, message, &action, &shop_id).await
+        }
+        (Which::PortalAccess, ActionEventType::Submitted) => {
+            portal_access::submitted(ctx, message, &action, &shop_id).await
+        }
     };
     // The payload's shop snapshot may have changed the shop.
     ctx.shops.forget(&shop_id);
@@ -178,6 +243,7 @@ pub async fn receive_action<T>(
         shop_id = %shop_id,
         customer_id = %action.customer.id,
         interaction_id = %action.interaction_id,
+        action = which.key(),
         kind = ?action.kind,
         "star-menu action answered"
     );
@@ -187,7 +253,7 @@ pub async fn receive_action<T>(
 fn info<'a>(message_id: &'a WebhookId, shop_id: &'a ShopId, action: &'a Action) -> MessageInfo<'a> {
     MessageInfo {
         id: message_id,
-        endpoint: Endpoint::SendPortalInvitation,
+        endpoint: action.which.endpoint(),
         event_type: match action.kind {
             ActionEventType::Invoked => "action.invoked",
             ActionEventType::Submitted => "dialog.submitted",
@@ -217,7 +283,7 @@ async fn invoked<T>(
                     // Claimed by a request still at work: roll back, and wait for its answer.
                     Opened::InProgress => return Err(Clicked::InProgress),
                 };
-                let response = match world.evaluate(txn).await? {
+                let response = match world.evaluate(txn, now).await? {
                     Ok(eligible) => staff_text::dialog(&eligible),
                     Err(refusal) => staff_text::refusal(&refusal, &world::audience(&world, &public_url)),
                 };

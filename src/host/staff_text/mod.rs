@@ -1,6 +1,9 @@
 //! What the staff member reads in the host's dialog and confirmation bar: short, plain, and saying
 //! what to do next. Dates are in the shop's time zone.
 
+pub mod access;
+pub mod status;
+
 use chrono::{DateTime, Utc};
 
 use super::dialog::{ActionResponse, Dialog, DialogField, DialogOption, Level, OpenDialog};
@@ -77,27 +80,15 @@ pub fn refusal(refusal: &Refusal, audience: &Audience<'_>) -> ActionResponse {
                  Customer Portal, so add it to the customer profile first, then send the invitation."
             ),
         ),
-        Refusal::AlreadySent { channel, sent_at } => (
+        Refusal::AlreadyInvited(invitation) => (
             Level::Error,
             "invitation_already_sent",
             format!(
-                "{} was already invited {} on {}. An invitation can't be sent twice: the invitation email \
-                 has the login link, and if {name} forgot the password, they can reset it with \"Forgot \
-                 password\" on the login page: {}",
+                "{} was already invited, so the invitation can't be sent again. {} If {name} can't log in, \
+                 they can reset the password with \"Forgot password\" on the login page: {}",
                 capitalised(&name),
-                by(*channel),
-                audience.when(*sent_at),
+                status::invitation_line(invitation, audience),
                 audience.login_url
-            ),
-        ),
-        Refusal::StillQueued { channel, issued_at } => (
-            Level::Info,
-            "invitation_queued",
-            format!(
-                "An invitation to {name} is already on its way {} (requested on {}). Delivery is still \
-                 being retried; you don't need to send it again.",
-                by(*channel),
-                audience.when(*issued_at)
             ),
         ),
         Refusal::EmailInUse(email) => (
@@ -130,12 +121,10 @@ pub fn dialog(eligible: &Eligible) -> ActionResponse {
             title: TITLE.into(),
             submit_label: "Send".into(),
             cancel_label: "Cancel".into(),
-            fields: vec![DialogField {
-                field_type: "radio".into(),
-                id: "channel".into(),
-                label: "Send the invitation by".into(),
-                required: true,
-                options: vec![
+            fields: vec![DialogField::radio(
+                "channel",
+                "Send the invitation by",
+                vec![
                     DialogOption {
                         value: "email".into(),
                         label: format!("Email to {}", eligible.email),
@@ -143,7 +132,7 @@ pub fn dialog(eligible: &Eligible) -> ActionResponse {
                     },
                     sms,
                 ],
-            }],
+            )],
         },
     })
 }

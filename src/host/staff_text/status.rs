@@ -1,0 +1,197 @@
+//! Where a customer stands, in the words a front-desk person reads aloud on the phone: who invited
+//! them, how and when, what became of the message and of its link, their password, last login,
+//! slowed logins and open sessions, and what happened lately. Every moment in the shop's time zone.
+
+use chrono::{DateTime, Utc};
+
+use super::{Audience, by, capitalised};
+use crate::{
+    access::standing::{AccountStanding, Standing},
+    audit::Entry,
+    domain::{Channel, DeliveryFailure},
+    invitations::{
+        InvitationStatus,
+        standing::{Delivery, InvitationStanding, LinkState},
+    },
+};
+
+impl Audience<'_> {
+    fn at(&self, at: DateTime<Utc>) -> String {
+        self.zone().moment(at)
+    }
+}
+
+/// The invitation in a few sentences: sent how, when and by whom; delivered or not and why; its link.
+pub fn invitation_line(invitation: &InvitationStanding, audience: &Audience<'_>) -> String {
+    let mut line = format!("Invited {} on {}", by(invitation.channel), audience.at(invitation.invited_at));
+    if let Some(name) = &invitation.invited_by {
+        line.push_str(&format!(" by {name}"));
+    }
+    line.push('.');
+    let delivery = delivery(invitation, audience);
+    if !delivery.is_empty() {
+        line.push(' ');
+        line.push_str(&delivery);
+    }
+    let link = link(invitation, audience);
+    if !link.is_empty() {
+        line.push(' ');
+        line.push_str(&link);
+    }
+    line
+}
+
+fn server(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "the email server",
+        Channel::Sms => "the SMS service",
+    }
+}
+
+fn delivery(invitation: &InvitationStanding, audience: &Audience<'_>) -> String {
+    let channel = invitation.channel;
+    match invitation.delivery {
+        Delivery::Sending { attempts: 0 } => "It is being sent right now.".into(),
+        Delivery::Sending { attempts } => format!(
+            "Not delivered yet: {} hasn't accepted it, and delivery is being retried ({attempts} {} so far).",
+            server(channel),
+            if attempts == 1 { "attempt" } else { "attempts" }
+        ),
+        Delivery::EmailAccepted { at } => {
+            format!("Delivered on {} (accepted by {}'s email server).", audience.at(at), audience.name())
+        }
+        Delivery::SmsAccepted { at } => format!(
+            "Sent on {}; the SMS service hasn't confirmed delivery to the phone yet.",
+            audience.at(at)
+        ),
+        Delivery::SmsDelivered { at } => format!("Delivered to the phone on {}.", audience.at(at)),
+        Delivery::NotDelivered { at, reason } => {
+            format!("Not delivered ({}): {}.", audience.at(at), failure(channel, reason))
+        }
+        Delivery::Cancelled { at, by_staff: true } => format!("Cancelled by staff on {}.", audience.at(at)),
+        Delivery::Cancelled { at, by_staff: false } => {
+            format!("Withdrawn on {} because the customer profile changed.", audience.at(at))
+        }
+        Delivery::Unknown => String::new(),
+    }
+}
+
+/// Why a message did not arrive, in plain words.
+pub fn failure(channel: Channel, reason: DeliveryFailure) -> String {
+    let sms = "the mobile number could not receive SMS";
+    match (reason, channel) {
+        (DeliveryFailure::Refused, Channel::Email) => "the email server refused the address".into(),
+        (DeliveryFailure::Refused, Channel::Sms) => "the SMS service refused the number".into(),
+        (DeliveryFailure::GaveUp, channel) => {
+            format!("{} couldn't be reached for hours, so we stopped trying", server(channel))
+        }
+        (DeliveryFailure::NotAMobile, _) => format!("{sms} (it is not a valid or known mobile number)"),
+        (DeliveryFailure::Landline, _) => {
+            format!("{sms} (it is a landline, or its carrier can't be reached)")
+        }
+        (DeliveryFailure::Blocked, _) => format!("{sms} (the carrier or the customer blocked the message)"),
+        (DeliveryFailure::PhoneUnreachable, _) => {
+            format!("{sms} (the phone was switched off or out of coverage)")
+        }
+        (DeliveryFailure::Unknown, _) => format!("{sms} (the SMS service didn't say why)"),
+    }
+}
+
+fn link(invitation: &InvitationStanding, audience: &Audience<'_>) -> String {
+    if invitation.status == InvitationStatus::Failed {
+        return "Its link no longer works, so a new invitation can be sent.".into();
+    }
+    match invitation.link {
+        LinkState::Used { at } => {
+            format!("{} used the set-up link on {}.", capitalised(&audience.name()), audience.at(at))
+        }
+        LinkState::Unused { expires_at } => {
+            format!("The set-up link hasn't been used yet; it works until {}.", audience.at(expires_at))
+        }
+        LinkState::Expired { at } => format!("The set-up link expired unused on {}.", audience.at(at)),
+        LinkState::Dead => String::new(),
+    }
+}
+
+/// The account in a few sentences: password, last login, slowed logins, open sessions.
+pub fn account_line(account: &AccountStanding, audience: &Audience<'_>) -> String {
+    let name = capitalised(&audience.name());
+    let mut parts = Vec::new();
+    match account.password_set_at {
+        Some(at) => parts.push(format!("{name} set a password on {}.", audience.at(at))),
+        None => parts.push(format!("{name} hasn't set a password yet.")),
+    }
+    match account.last_login_at {
+        Some(at) => parts.push(format!("Last login: {}.", audience.at(at))),
+        None if account.password_set_at.is_some() => parts.push(format!("{name} hasn't logged in yet.")),
+        None => {}
+    }
+    if let Some(slowed) = account.slowed {
+        let mut text =
+            format!("Logins are being slowed down after {} failed attempts in a row", slowed.failures);
+        if let Some(until) = slowed.until {
+            text.push_str(&format!(" (the next try is possible from {})", audience.at(until)));
+        }
+        text.push_str(". \"Forgot password\" on the login page always works.");
+        parts.push(text);
+    }
+    match account.live_sessions {
+        0 => {}
+        1 => parts.push("Logged in on 1 device right now.".into()),
+        n => parts.push(format!("Logged in on {n} devices right now.")),
+    }
+    parts.join(" ")
+}
+
+/// The whole status: the invitation, then the account.
+pub fn status(standing: &Standing, audience: &Audience<'_>) -> String {
+    let mut parts = Vec::new();
+    match &standing.invitation {
+        Some(invitation) => parts.push(invitation_line(invitation, audience)),
+        None => parts.push(format!("{} has never been invited.", capitalised(&audience.name()))),
+    }
+    if let Some(account) = &standing.account {
+        parts.push(account_line(account, audience));
+    }
+    parts.join(" ")
+}
+
+/// The latest events, one line each, newest first.
+pub fn history(entries: &[Entry], audience: &Audience<'_>) -> String {
+    let lines: Vec<String> =
+        entries.iter().map(|entry| format!("{}: {}", audience.at(entry.at), event(entry))).collect();
+    format!("Recent activity:\n{}", lines.join("\n"))
+}
+
+fn event(entry: &Entry) -> String {
+    let by_whom = entry.by.as_ref().map(|b| format!(" by {}", b.name)).unwrap_or_default();
+    let channel = entry.channel().unwrap_or(Channel::Email);
+    match entry.event.as_str() {
+        "invited" => format!("invited {}{by_whom}", by(channel)),
+        "delivered" => format!("invitation delivered ({})", channel_name(channel)),
+        "delivery_failed" => format!(
+            "invitation not delivered: {}",
+            failure(channel, entry.failure().unwrap_or(DeliveryFailure::Unknown))
+        ),
+        "password_set" => "password set".into(),
+        "logged_in" => "logged in".into(),
+        "login_slowed" => "logins slowed down after failed attempts".into(),
+        "reset_requested" => format!(
+            "password-reset link emailed{}",
+            entry.by.as_ref().map(|b| format!(" (asked for by {})", b.name)).unwrap_or_default()
+        ),
+        "reset_completed" => "new password set with a reset link".into(),
+        "sessions_ended" => format!("signed out everywhere{by_whom}"),
+        "invitation_cancelled" => format!("invitation cancelled{by_whom}"),
+        "email_changed" => "email address changed on the profile".into(),
+        "customer_erased" => "customer data erased".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "email",
+        Channel::Sms => "SMS",
+    }
+}
