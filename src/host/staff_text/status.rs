@@ -195,3 +195,131 @@ fn channel_name(channel: Channel) -> &'static str {
         Channel::Sms => "SMS",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::{access::standing::Slowed, entities::shop};
+
+    fn shop() -> shop::Model {
+        shop::Model {
+            id: "shop_1".into(),
+            name: "Southside Auto Care".into(),
+            subscription_tier: "gold".into(),
+            portal_active: true,
+            timezone: "Australia/Brisbane".into(),
+            locale: "en-AU".into(),
+            email: None,
+            phone: None,
+            portal: None,
+            version: 1,
+            installed: true,
+            lifecycle_at: 0,
+            erase_due_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T23:00:00Z").unwrap().to_utc() + TimeDelta::minutes(minutes)
+    }
+
+    fn sms(delivery: Delivery, link: LinkState, status: InvitationStatus) -> InvitationStanding {
+        InvitationStanding {
+            id: "inv_1".into(),
+            interaction_id: None,
+            answered: true,
+            status,
+            channel: Channel::Sms,
+            invited_at: at(0),
+            invited_by: Some("Sam (front desk)".into()),
+            delivery,
+            link,
+        }
+    }
+
+    #[test]
+    fn every_delivery_state_reads_in_plain_words_in_the_shops_time() {
+        let shop = shop();
+        let audience = Audience { shop: Some(&shop), customer: None, login_url: String::new() };
+        let unused = LinkState::Unused { expires_at: at(60 * 24 * 7) };
+        let line = |delivery, status| invitation_line(&sms(delivery, unused, status), &audience);
+        let pending = InvitationStatus::Pending;
+        let sent = InvitationStatus::Sent;
+        assert_eq!(
+            line(Delivery::SmsDelivered { at: at(1) }, sent),
+            "Invited by SMS on Wed 2 Dec 2026 at 9:00 AM AEST by Sam (front desk). Delivered to the phone on \
+             Wed 2 Dec 2026 at 9:01 AM AEST. The set-up link hasn't been used yet; it works until Wed 9 Dec \
+             2026 at 9:00 AM AEST."
+        );
+        assert!(line(Delivery::Sending { attempts: 0 }, pending).contains("It is being sent right now."));
+        assert!(line(Delivery::Sending { attempts: 3 }, pending).contains(
+            "the SMS service hasn't accepted it, and delivery is being retried (3 attempts so far)"
+        ));
+        assert!(
+            line(Delivery::SmsAccepted { at: at(0) }, sent)
+                .contains("the SMS service hasn't confirmed delivery to the phone yet")
+        );
+        let failed = InvitationStatus::Failed;
+        let not_delivered =
+            line(Delivery::NotDelivered { at: at(2), reason: DeliveryFailure::PhoneUnreachable }, failed);
+        assert!(
+            not_delivered.contains(
+                "Not delivered (Wed 2 Dec 2026 at 9:02 AM AEST): the mobile number could not receive SMS (the \
+                 phone was switched off or out of coverage). Its link no longer works, so a new invitation can \
+                 be sent."
+            ),
+            "{not_delivered}"
+        );
+        for (reason, words) in [
+            (DeliveryFailure::NotAMobile, "not a valid or known mobile number"),
+            (DeliveryFailure::Landline, "it is a landline"),
+            (DeliveryFailure::Blocked, "blocked the message"),
+            (DeliveryFailure::Unknown, "didn't say why"),
+            (DeliveryFailure::Refused, "the SMS service refused the number"),
+            (DeliveryFailure::GaveUp, "couldn't be reached for hours"),
+        ] {
+            assert!(failure(Channel::Sms, reason).contains(words), "{reason:?}");
+        }
+        assert_eq!(failure(Channel::Email, DeliveryFailure::Refused), "the email server refused the address");
+        assert!(
+            line(Delivery::Cancelled { at: at(5), by_staff: true }, failed).contains("Cancelled by staff on")
+        );
+        assert!(
+            line(Delivery::Cancelled { at: at(5), by_staff: false }, failed)
+                .contains("because the customer profile changed")
+        );
+        let expired = invitation_line(
+            &sms(Delivery::SmsDelivered { at: at(1) }, LinkState::Expired { at: at(9) }, sent),
+            &audience,
+        );
+        assert!(expired.contains("The set-up link expired unused on Wed 2 Dec 2026 at 9:09 AM AEST."));
+    }
+
+    #[test]
+    fn the_account_line_says_password_login_slowing_and_devices() {
+        let shop = shop();
+        let audience = Audience { shop: Some(&shop), customer: None, login_url: String::new() };
+        let mut account = AccountStanding {
+            id: "acc_1".into(),
+            password_set_at: None,
+            last_login_at: None,
+            slowed: None,
+            live_sessions: 0,
+        };
+        assert_eq!(account_line(&account, &audience), "The customer hasn't set a password yet.");
+        account.password_set_at = Some(at(10));
+        account.live_sessions = 2;
+        account.slowed = Some(Slowed { failures: 7, until: Some(at(12)) });
+        assert_eq!(
+            account_line(&account, &audience),
+            "The customer set a password on Wed 2 Dec 2026 at 9:10 AM AEST. The customer hasn't logged in yet. \
+             Logins are being slowed down after 7 failed attempts in a row (the next try is possible from Wed \
+             2 Dec 2026 at 9:12 AM AEST). \"Forgot password\" on the login page always works. Logged in on 2 \
+             devices right now."
+        );
+    }
+}
