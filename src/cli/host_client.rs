@@ -206,6 +206,10 @@ pub fn describe(answer: &Answer) -> String {
             let dialog = &json["dialog"];
             let _ = write!(out, ": open_dialog \"{}\"", dialog["title"].as_str().unwrap_or(""));
             for field in dialog["fields"].as_array().into_iter().flatten() {
+                if let Some(text) = field["text"].as_str() {
+                    let _ = write!(out, "\n    {}", text.replace('\n', "\n    "));
+                    continue;
+                }
                 let _ = write!(out, "\n    {}:", field["label"].as_str().unwrap_or(""));
                 for option in field["options"].as_array().into_iter().flatten() {
                     let disabled = if option["disabled"] == true { "  (disabled)" } else { "" };

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 pub const WEBHOOKS_PATH: &str = "/webhooks";
 /// Where the star-menu action's messages are posted.
 pub const ACTION_PATH: &str = "/actions/send-portal-invitation";
+/// Where the "Customer Portal access" action goes.
+pub const ACCESS_PATH: &str = "/actions/portal-access";
 
 /// A shop as the host describes it in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use super::{
     host_client::{self, CustomerArgs, HostClient, ShopArgs, fresh_version},
     host_messages::{
-        ACTION_PATH, Staff, StarMenu, WEBHOOKS_PATH, customer_deleted, customer_updated, plugin_installed,
-        plugin_uninstalled, shop_updated,
+        ACCESS_PATH, ACTION_PATH, Staff, StarMenu, WEBHOOKS_PATH, customer_deleted, customer_updated,
+        plugin_installed, plugin_uninstalled, shop_updated,
     },
 };
 use crate::signature::WebhookSecret;
@@ -85,6 +85,29 @@ pub enum Event {
         #[arg(long)]
         interaction_id: Option<String>,
     },
+    /// action.invoked: the staff member picks "Customer Portal access": where the customer stands.
+    Access {
+        #[command(flatten)]
+        shop: ShopArgs,
+        #[command(flatten)]
+        customer: CustomerArgs,
+        /// The interaction (a new one per click).
+        #[arg(long)]
+        interaction_id: Option<String>,
+    },
+    /// dialog.submitted of "Customer Portal access": the staff member picks an act.
+    AccessSubmit {
+        #[command(flatten)]
+        shop: ShopArgs,
+        #[command(flatten)]
+        customer: CustomerArgs,
+        /// password_reset, end_sessions or cancel_invitation.
+        #[arg(long)]
+        action: String,
+        /// The interaction (repeat one to resubmit the same dialog).
+        #[arg(long)]
+        interaction_id: Option<String>,
+    },
 }
 
 /// Who installs and removes the plugin in simulated messages.
@@ -138,6 +161,19 @@ pub async fn run(args: SimulateArgs) -> ExitCode {
             let interaction = interaction(interaction_id);
             let customer = customer.customer().snapshot(version);
             (ACTION_PATH, star_menu(&shop.shop(), &customer, &interaction).submitted(Some(channel), now))
+        }
+        Event::Access { shop, customer, interaction_id } => {
+            let interaction = interaction(interaction_id);
+            let customer = customer.customer().snapshot(version);
+            (ACCESS_PATH, star_menu(&shop.shop(), &customer, &interaction).access_invoked(now))
+        }
+        Event::AccessSubmit { shop, customer, action, interaction_id } => {
+            let interaction = interaction(interaction_id);
+            let customer = customer.customer().snapshot(version);
+            (
+                ACCESS_PATH,
+                star_menu(&shop.shop(), &customer, &interaction).access_submitted(Some(action), now),
+            )
         }
     };
     println!(

@@ -220,6 +220,13 @@ async fn simulate_plays_the_host_against_a_running_instance() {
     assert!(ok && out.contains("invitation_sent"), "{out}");
     let (ok, out) = simulate(&app, &secret, &["invoke", "--shop-id", "shop_sim"]).await;
     assert!(ok && out.contains("invitation_already_sent"), "{out}");
+    // The staff's view: the status text and the one choice that fits (the link is unused).
+    let (ok, out) = simulate(&app, &secret, &["access", "--shop-id", "shop_sim"]).await;
+    assert!(ok && out.contains("Customer Portal access") && out.contains("Invited by email on"), "{out}");
+    assert!(out.contains("cancel_invitation"), "{out}");
+    let cancel = ["access-submit", "--shop-id", "shop_sim", "--action", "cancel_invitation"];
+    let (ok, out) = simulate(&app, &secret, &cancel).await;
+    assert!(ok && out.contains("invitation_cancelled"), "{out}");
     // The shop gets a portal of the host's own, and with it an OpenID provider.
     let discovery = format!("{}/p/shop_sim/.well-known/openid-configuration", app.url);
     assert_eq!(app.client.get(&discovery).send().await.unwrap().status().as_u16(), 404);
