@@ -263,13 +263,16 @@ async fn every_submission_is_checked_again(app: TestApp) {
     assert_eq!(level_and_code(&answer), ("close", "error", "portal_inactive"), "{answer}");
     assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
 
-    // A deleted customer has no portal access left to show, and the answers that named them are gone.
-    assert!(app.count("SELECT COUNT(*) FROM staff_acts WHERE customer_id = 'cus_1'").await > 0);
-    app.deliver(&customer_deleted("shop_1", "cus_1", 5)).await;
-    assert_eq!(app.count("SELECT COUNT(*) FROM staff_acts").await, 0);
+    // Active again: an answer that named the customer is kept for a resubmission...
     let mut active = shop("shop_1", 3);
     active["customer_portal_active"] = true.into();
     app.deliver(&shop_updated("shop_1", active)).await;
+    let refused = choose(&app, "int_kept", "cancel_invitation").await;
+    assert_eq!(code(&refused), "portal_status");
+    assert_eq!(app.count("SELECT COUNT(*) FROM staff_acts WHERE customer_id = 'cus_1'").await, 1);
+    // ...until the customer is deleted: then there is no portal access left to show.
+    app.deliver(&customer_deleted("shop_1", "cus_1", 5)).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM staff_acts").await, 0);
     let answer = click(&app, &cus_1()).await;
     assert_eq!(level_and_code(&answer), ("message", "info", "no_portal_account"), "{answer}");
 }

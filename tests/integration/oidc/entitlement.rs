@@ -17,6 +17,7 @@ crate::on_both_databases!(
     a_session_at_one_shop_signs_no_one_in_at_another,
     an_uninstalled_shop_signs_no_one_in_and_its_tokens_stop_working,
     a_deleted_customer_is_signed_in_no_more,
+    staff_ending_the_sessions_stops_the_hosts_tokens_and_codes,
 );
 
 async fn a_session_at_one_shop_signs_no_one_in_at_another(app: TestApp) {
@@ -83,4 +84,23 @@ async fn a_deleted_customer_is_signed_in_no_more(app: TestApp) {
     let fields = [("email", EMAIL), ("password", PASSWORD), ("continue", handle.as_str())];
     let login = web.submit(&format!("/p/shop_1/login?continue={handle}"), &fields).await;
     assert_eq!((login.status, login.header("location")), (422, None), "{}", login.body);
+}
+
+async fn staff_ending_the_sessions_stops_the_hosts_tokens_and_codes(app: TestApp) {
+    let mut web = jana_at(&app, "shop_1").await;
+    let host = Host::discover(&app, "shop_1").await;
+    let (tokens, _, _) = signed_in(&host, &mut web).await;
+    let (unused_code, unused) = a_code(&host, &mut web, None).await;
+    assert!(host.userinfo(tokens.access_token(), None).await.is_ok());
+
+    let profile = customer("cus_1", Some(EMAIL), None, 1);
+    let ended = app.access(&access_submitted("shop_1", &profile, "int_end", Some("end_sessions"))).await;
+    assert_eq!(ended["message"]["code"], "sessions_ended", "{ended}");
+
+    let refused = host.userinfo(tokens.access_token(), None).await.unwrap_err();
+    assert_eq!(status_of(&refused), Some(401), "{refused:?}");
+    let late = host.redeem(&unused_code, Some(unused.verifier())).await.unwrap_err();
+    assert_eq!(error_of(&late), Some(&CoreErrorResponseType::InvalidGrant), "{late:?}");
+    // The browser's session ended too: the next sign-in asks for the password again.
+    login_handle(&web.get(host.authorization(None).url.as_str()).await, "shop_1");
 }
