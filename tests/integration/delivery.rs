@@ -141,6 +141,15 @@ async fn a_refused_address_fails_the_invitation_with_the_reason(backend: Backend
         app.count("SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND recipient IS NULL").await,
         1
     );
+    // The audit trail says it did not reach the customer, and why in a word; no address.
+    let trail = "SELECT COUNT(*) FROM audit_events WHERE event = 'delivery_failed' AND customer_id = 'cus_456' \
+                 AND detail LIKE '%\"channel\":\"email\"%' AND detail LIKE '%\"reason\":\"refused\"%'";
+    assert_eq!(app.count(trail).await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_events WHERE event = 'delivered'").await, 0);
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE detail LIKE '%{EMAIL}%'")).await,
+        0
+    );
 }
 
 async fn retries_run_out_and_the_invitation_fails(backend: Backend) {
@@ -153,9 +162,13 @@ async fn retries_run_out_and_the_invitation_fails(backend: Backend) {
     }
     app.eventually("the invitation failed", || async { invitation_status(app).await == ["failed"] }).await;
     assert_eq!(app.count("SELECT CAST(attempts AS BIGINT) FROM outbox").await, 10);
+    let gave_up =
+        "SELECT COUNT(*) FROM audit_events WHERE event = 'delivery_failed' AND detail LIKE '%gave_up%'";
+    assert_eq!(app.count(gave_up).await, 1, "the retries that did not deliver are not events; giving up is");
     // A new invitation may be sent once the server accepts again.
     stack.smtp.refuse_all(None);
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_2", "email").await), "invitation_sent");
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_events WHERE event = 'delivered'").await, 1);
 }
 
 async fn a_slow_mail_server_gets_a_queued_answer_in_time_and_still_delivers(backend: Backend) {

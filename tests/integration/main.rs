@@ -17,6 +17,7 @@ mod platform;
 mod portal;
 mod portal_security;
 mod races;
+mod receipts;
 mod sms_gateway;
 mod smtp;
 mod throttling;
