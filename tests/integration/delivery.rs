@@ -230,6 +230,13 @@ async fn a_changed_email_moves_the_username_and_kills_the_old_link(backend: Back
     assert_eq!(code(&app.submit("shop_1", &moved, "int_3", "email").await), "invitation_sent");
     let received = stack.smtp.wait_for(2).await;
     assert_eq!(received[1].to, vec!["robert@example.com".to_owned()]);
+    // The invitation cancelled before it went was no delivery, failed or not: the trail has only the
+    // new one's acceptance.
+    let bobs = |event: &str| {
+        format!("SELECT COUNT(*) FROM audit_events WHERE customer_id = 'cus_bob' AND event = '{event}'")
+    };
+    assert_eq!(app.count(&bobs("delivered")).await, 1);
+    assert_eq!(app.count(&bobs("delivery_failed")).await, 0);
 }
 
 async fn a_changed_email_already_used_by_another_account_keeps_the_username(backend: Backend) {
