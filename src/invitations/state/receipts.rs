@@ -17,8 +17,9 @@ use crate::{
 };
 
 /// Keeps the gateway's verified report on an SMS (contract §10) and applies what it means, in the
-/// caller's transaction. A repeated report, a stage the message already passed, and a status we do
-/// not act on are kept and change nothing. For an invitation's SMS: `delivered` goes into the
+/// caller's transaction. A copy of a report already kept does nothing at all; a report of a stage
+/// the message already passed, or of a status we do not act on, is kept and changes nothing. For an
+/// invitation's SMS: `delivered` goes into the
 /// customer's audit trail; a final `undelivered` or `failed` fails the invitation (even a sent one:
 /// the customer did not get it), its link dies and a new invitation may be sent, unless its link was
 /// used (then the message evidently arrived, and the invitation stays sent).
