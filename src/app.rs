@@ -17,6 +17,7 @@ use poem::{
     get, handler,
     http::StatusCode,
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    post,
     web::Path,
 };
 use poem_openapi::OpenApiService;
@@ -28,7 +29,7 @@ use crate::{
     clock::Clock,
     config::{SettingError, Settings},
     db::{Database, keys},
-    delivery::{Delivery, Senders, worker},
+    delivery::{Delivery, Senders, receipts, worker},
     health::HealthApi,
     host::{
         HostContext, actions::ActionsApi, intake::IntakeKeys, lifecycle_writer::LifecycleWriter,
@@ -36,6 +37,7 @@ use crate::{
     },
     identity::{Client, Identity, KeyRing},
     inbox::RecentlyAnswered,
+    links,
     maintenance::{self, Jobs},
     manifest::{self, Manifest},
     oidc,
@@ -190,6 +192,7 @@ impl App {
             shops,
             session_idle: settings.portal.session_idle,
             message_files: delivery.writes_files().then(|| settings.outbox_dir.clone()),
+            delivery: delivery.clone(),
         };
 
         let local_addr = acceptor
@@ -197,8 +200,15 @@ impl App {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.listen);
-        let routes =
-            routes(&settings.public_url, host, IntakeKeys { secrets, clock }, health, portal, identity);
+        let routes = routes(
+            &settings.public_url,
+            host,
+            IntakeKeys { secrets, clock },
+            health,
+            portal,
+            identity,
+            delivery.clone(),
+        );
         let (stop_background, stopped) = watch::channel(false);
         let (stop_server, mut server_stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
@@ -328,6 +338,7 @@ fn routes(
     health: HealthApi,
     portal: PortalContext,
     identity: Arc<Identity>,
+    delivery: Arc<Delivery>,
 ) -> impl poem::Endpoint + 'static {
     let api = OpenApiService::new(
         (WebhooksApi { ctx: host.clone() }, ActionsApi { ctx: host }, health),
@@ -360,6 +371,7 @@ fn routes(
             }),
         )
         .at("/problems/:code", get(problem_page))
+        .at(links::SMS_STATUS_PATH, post(receipts::receive_status_report).data(delivery))
         .nest("/p", oidc::add_routes(portal::routes(), identity).with(HostPortalForms).data(portal.clone()))
         .at("/static/portal.css", get(portal::stylesheet))
         .nest("/", api)
@@ -388,7 +400,7 @@ fn guarded(
 /// Explains a problem `type` URI to the integrator who follows it.
 #[handler]
 fn problem_page(Path(code): Path<String>) -> poem::Response {
-    match crate::host::problem::describe(&code) {
+    match crate::host::problem::describe(&code).or_else(|| receipts::describe(&code)) {
         Some(text) => poem::Response::builder().content_type("text/plain; charset=utf-8").body(text),
         None => poem::Response::builder().status(StatusCode::NOT_FOUND).body("unknown problem type"),
     }

@@ -35,3 +35,4 @@ pub mod signature;
 pub mod telemetry;
 pub mod templates;
 pub mod tokens;
+pub mod twilio;

@@ -59,6 +59,26 @@ pub fn origin(public_url: &Url) -> String {
     public_url.origin().ascii_serialization()
 }
 
+/// The path the SMS gateway posts its status reports to (contract §10), outside `/p/`.
+pub const SMS_STATUS_PATH: &str = "/sms/status";
+
+/// The `StatusCallback` of an SMS: where the gateway reports on it, naming our message, so that a
+/// report that arrives before we recorded the gateway's id for the message still finds it.
+pub fn sms_status(public_url: &Url, message_id: &str) -> String {
+    let id: String = url::form_urlencoded::byte_serialize(message_id.as_bytes()).collect();
+    format!("{}{SMS_STATUS_PATH}?message={id}", base(public_url))
+}
+
+/// The URL a request was sent to, as its sender wrote it: the public URL, then the path and raw
+/// query the request arrived with (a proxy in front strips the public URL's own path, if it has
+/// one). Signatures over the URL (the SMS gateway's) are checked against this.
+pub fn as_called(public_url: &Url, path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(query) => format!("{}{path}?{query}", base(public_url)),
+        None => format!("{}{path}", base(public_url)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +100,18 @@ mod tests {
         assert_eq!(portal_path(&prefixed, "s", "login"), "/portal/p/s/login");
         assert_eq!(portal_path(&Url::parse("http://127.0.0.1:8080").unwrap(), "s", ""), "/p/s");
         assert_eq!(origin(&Url::parse("http://127.0.0.1:8080").unwrap()), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_status_callback_is_the_url_its_reports_are_checked_against() {
+        for public in ["https://portal.example.com", "https://x.example/portal/"] {
+            let url = Url::parse(public).unwrap();
+            let callback = sms_status(&url, "msg_0a1b");
+            assert!(callback.ends_with("/sms/status?message=msg_0a1b"), "{callback}");
+            // The gateway calls it; the request arrives with this path and query.
+            assert_eq!(as_called(&url, SMS_STATUS_PATH, Some("message=msg_0a1b")), callback);
+        }
+        let url = Url::parse("https://portal.example.com").unwrap();
+        assert_eq!(as_called(&url, "/sms/status", None), "https://portal.example.com/sms/status");
     }
 }

@@ -26,6 +26,8 @@ pub struct Jobs {
     pub session_idle: Duration,
     /// The message files' folder, when messages are written to files.
     pub message_files: Option<PathBuf>,
+    /// Looks up SMS still without a final report a day after the gateway accepted them.
+    pub delivery: Arc<crate::delivery::Delivery>,
 }
 
 /// How often the housekeeping runs on the wall clock (a manual clock also wakes it when moved).
@@ -91,6 +93,8 @@ pub async fn run_once(state: &Jobs) {
             Err(error) => tracing::error!(%error, "sweeping message files failed; will retry"),
         }
     }
+
+    crate::delivery::lookup::look_up_overdue(&state.delivery).await;
 
     if let Err(error) = state.db.checkpoint().await {
         tracing::warn!(%error, "SQLite checkpoint failed; will retry");

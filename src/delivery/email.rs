@@ -88,7 +88,7 @@ impl Mailer {
         };
         match self {
             Self::Smtp { transport, .. } => match transport.send(message).await {
-                Ok(_) => Attempt::Sent,
+                Ok(_) => Attempt::Sent { provider_ref: None },
                 Err(error) => classify(&error),
             },
             Self::Files { dir, .. } => {

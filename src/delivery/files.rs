@@ -63,7 +63,7 @@ pub async fn write(path: &Path, bytes: &[u8]) -> Attempt {
     }
     .await;
     match result {
-        Ok(()) => Attempt::Sent,
+        Ok(()) => Attempt::Sent { provider_ref: None },
         Err(e) => Attempt::Transient {
             reason: format!("writing the message file: {}", e.kind()),
             retry_after: None,

@@ -1,12 +1,16 @@
 //! Sending: email through lettre, SMS through a Twilio-compatible API, rendering from templates, one
 //! attempt at an outbox message, the first attempt of a star-menu invitation
-//! ([`first_attempt`]), and the background worker. The queue itself is [`crate::outbox`]; what an
-//! attempt means for an invitation is [`crate::invitations::state`].
+//! ([`first_attempt`]), and the background worker. Then what the SMS gateway says about a message it
+//! accepted: its signed status reports ([`receipts`], `POST /sms/status`) and, a day later, a look-up
+//! of one still without a final word ([`lookup`]). The queue itself is [`crate::outbox`]; what an
+//! attempt or a report means for an invitation is [`crate::invitations::state`].
 
 pub mod email;
 pub mod files;
 pub mod first_attempt;
+pub mod lookup;
 pub mod messages;
+pub mod receipts;
 pub mod redact;
 pub mod reset;
 pub mod send;

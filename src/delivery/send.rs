@@ -55,7 +55,10 @@ pub async fn transmit(delivery: &Delivery, composed: Composed, message: &outbox_
     let exchange = async {
         match composed {
             Composed::Email(email) => delivery.mailer.send(*email, &file).await,
-            Composed::Sms { to, body } => delivery.sms.send(&to, &body, &file).await,
+            Composed::Sms { to, body } => {
+                let callback = links::sms_status(&delivery.public_url, &message.id);
+                delivery.sms.send(&to, &body, &callback, &file).await
+            }
         }
     };
     match tokio::time::timeout(deadline, exchange).await {

@@ -1,6 +1,7 @@
 //! SMS through a Twilio-compatible Messages API (`POST {api}/2010-04-01/Accounts/{sid}/Messages.json`
-//! with `To`, `From`, `Body` and basic auth), or, when no gateway is configured, as files in the outbox
-//! folder.
+//! with `To`, `From`, `Body`, `StatusCallback` and basic auth), or, when no gateway is configured, as
+//! files in the outbox folder. The gateway's answer names the message (`sid`), which its status reports
+//! and a later look-up (`GET …/Messages/{sid}.json`) use.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -11,10 +12,12 @@ use super::{files::MessageFile, redact::redact};
 use crate::{
     config::{Secret, TwilioSettings},
     outbox::{Attempt, BACKOFF_CAP},
+    twilio::{self, StatusReport},
 };
 
-/// The most of a gateway's error answer that is read: its explanation is a sentence, not a novel.
-const MAX_ERROR_BODY: usize = 16 * 1024;
+/// The most of a gateway's answer that is read: a message's JSON, or an explanation of a refusal,
+/// is a few hundred bytes.
+const MAX_ANSWER_BODY: usize = 16 * 1024;
 
 /// Where SMS go.
 pub enum SmsGateway {
@@ -77,8 +80,18 @@ impl SmsGateway {
         }
     }
 
-    /// Sends one SMS; `file` says where it goes in file mode.
-    pub async fn send(&self, to: &str, body: &str, file: &MessageFile) -> Attempt {
+    /// The auth token that signs the gateway's status reports; `None` in file mode, where no report
+    /// can be genuine.
+    pub fn auth_token(&self) -> Option<&Secret> {
+        match self {
+            Self::Twilio { auth_token, .. } => Some(auth_token),
+            Self::Files { .. } => None,
+        }
+    }
+
+    /// Sends one SMS, asking for its status reports at `status_callback`; `file` says where it goes
+    /// in file mode.
+    pub async fn send(&self, to: &str, body: &str, status_callback: &str, file: &MessageFile) -> Attempt {
         match self {
             Self::Files { dir } => {
                 super::files::write(&file.path(dir, "sms"), format!("To: {to}\n\n{body}\n").as_bytes()).await
@@ -87,7 +100,12 @@ impl SmsGateway {
                 let response = client
                     .post(endpoint)
                     .basic_auth(account_sid, Some(auth_token.expose()))
-                    .form(&[("To", to), ("From", from.as_str()), ("Body", body)])
+                    .form(&[
+                        ("To", to),
+                        ("From", from.as_str()),
+                        ("Body", body),
+                        ("StatusCallback", status_callback),
+                    ])
                     .send()
                     .await;
                 match response {
@@ -100,6 +118,47 @@ impl SmsGateway {
             }
         }
     }
+
+    /// Asks the API where the message `sid` stands (`GET …/Messages/{sid}.json`).
+    pub async fn look_up(&self, sid: &str) -> LookedUp {
+        let Self::Twilio { client, endpoint, account_sid, auth_token, .. } = self else {
+            return LookedUp::NoGateway;
+        };
+        let Some(sid) = twilio::message_sid(sid) else { return LookedUp::NoStatus };
+        let url = format!("{}/{sid}.json", endpoint.trim_end_matches(".json"));
+        let response = client.get(url).basic_auth(account_sid, Some(auth_token.expose())).send().await;
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                return LookedUp::Unreachable(format!("SMS gateway unreachable: {}", transport_error(&e)));
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return LookedUp::Unreachable(format!("SMS gateway answered {status}"));
+        }
+        if !status.is_success() {
+            return LookedUp::NoStatus;
+        }
+        match twilio::read_lookup(sid, &read_limited(response).await) {
+            Some(report) => LookedUp::Status(report),
+            None => LookedUp::NoStatus,
+        }
+    }
+}
+
+/// What a look-up of a message found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookedUp {
+    /// Where the message stands.
+    Status(StatusReport),
+    /// The gateway answered, but not with a status: it does not know the message, or the answer is
+    /// not the API's. Asking again would not help.
+    NoStatus,
+    /// The gateway could not be asked now (unreachable, too slow, busy, a fault of its own).
+    Unreachable(String),
+    /// No gateway is configured (SMS go to files).
+    NoGateway,
 }
 
 /// What went wrong on the way, without the URL (it names the account).
@@ -115,14 +174,17 @@ fn transport_error(error: &reqwest::Error) -> &'static str {
     }
 }
 
-/// 2xx accepted; 429 and 5xx retried (honouring `Retry-After`, up to the retry cap); any other 4xx
+/// 2xx accepted (with the message's `sid`, when the answer names one); 429 and 5xx retried (honouring `Retry-After`, up to the retry cap); any other 4xx
 /// refused for good (an invalid number, for example). Anything the gateway says is untrusted: the
 /// body is read up to a limit, its explanation is redacted, and a status outside 2xx-5xx counts as
 /// a transient failure.
 async fn classify(response: reqwest::Response, now: DateTime<Utc>) -> Attempt {
     let status = response.status();
     if status.is_success() {
-        return Attempt::Sent;
+        // The sid is kept for the message's status reports; an answer without one (a proxy's page,
+        // say) is still an acceptance.
+        let provider_ref = twilio::sid_of_answer(&read_limited(response).await);
+        return Attempt::Sent { provider_ref };
     }
     let retry_after = response
         .headers()
@@ -141,9 +203,9 @@ async fn classify(response: reqwest::Response, now: DateTime<Utc>) -> Attempt {
 async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
-        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+        let room = MAX_ANSWER_BODY.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_ERROR_BODY {
+        if body.len() >= MAX_ANSWER_BODY {
             break;
         }
     }

@@ -19,6 +19,10 @@ use crate::{
     tokens,
 };
 
+mod receipts;
+use receipts::audit_delivery;
+pub use receipts::record_sms_report;
+
 /// Where an invitation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvitationStatus {
@@ -70,7 +74,7 @@ pub async fn record_attempt<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Recorded, DbErr> {
     let recorded = outbox::record(conn, message, attempt, now).await?;
-    after_attempt(conn, message, &recorded, now).await?;
+    after_attempt(conn, message, attempt, &recorded, now).await?;
     Ok(recorded)
 }
 
@@ -92,17 +96,32 @@ pub async fn record_attempt_alone(
 
 /// What a recorded attempt on `message` means for its invitation, if it delivers one: sent once its
 /// message is, failed (its token dead) once its message failed or was cancelled. One whose link was
-/// used meanwhile was delivered, whatever its message says: it is not failed.
+/// used meanwhile was delivered, whatever its message says: it is not failed. The audit trail gets
+/// `delivered` for an email the customer's mail server accepted (all we can know of email, §9; an SMS
+/// the gateway accepted waits for its receipt) and `delivery_failed` for a message refused or given
+/// up; a message cancelled before it went was not a delivery, and gets nothing.
 async fn after_attempt<C: ConnectionTrait>(
     conn: &C,
     message: &outbox_message::Model,
+    attempt: &Attempt,
     recorded: &Recorded,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    use crate::{
+        audit::Event,
+        domain::{Channel, DeliveryFailure},
+    };
     let Some(invitation_id) = message.invitation_id.as_deref() else { return Ok(()) };
     let token_id = message.token_id.as_deref();
+    let channel = Channel::parse(&message.channel);
     match recorded {
-        Recorded::Sent => mark_sent(conn, invitation_id, now).await,
+        Recorded::Sent => {
+            mark_sent(conn, invitation_id, now).await?;
+            if channel == Some(Channel::Email) {
+                audit_delivery(conn, message, Event::Delivered { channel: Channel::Email }, now).await?;
+            }
+            Ok(())
+        }
         Recorded::Failed(_) | Recorded::Cancelled if link_used(conn, token_id).await? => {
             mark_sent(conn, invitation_id, now).await
         }
@@ -114,6 +133,13 @@ async fn after_attempt<C: ConnectionTrait>(
             mark_failed(conn, &[invitation_id.to_owned()], reason, now).await?;
             if let Some(token_id) = token_id {
                 tokens::revoke_where(conn, Condition::all().add(token::Column::Id.eq(token_id)), now).await?;
+            }
+            if let (Recorded::Failed(_), Some(channel)) = (recorded, channel) {
+                let reason = match attempt {
+                    Attempt::Permanent { .. } => DeliveryFailure::Refused,
+                    _ => DeliveryFailure::GaveUp,
+                };
+                audit_delivery(conn, message, Event::DeliveryFailed { channel, reason }, now).await?;
             }
             Ok(())
         }
@@ -130,7 +156,7 @@ pub async fn link_arrived<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     if outbox::mark_delivered(conn, message, now).await? {
-        after_attempt(conn, message, &Recorded::Sent, now).await?;
+        after_attempt(conn, message, &Attempt::Sent { provider_ref: None }, &Recorded::Sent, now).await?;
     }
     Ok(())
 }

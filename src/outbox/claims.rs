@@ -106,7 +106,7 @@ pub async fn record<C: ConnectionTrait>(
 ) -> Result<Recorded, DbErr> {
     let attempts = message.attempts + 1;
     let (status, recorded, error) = match attempt {
-        Attempt::Sent => (OutboxStatus::Sent, Recorded::Sent, None),
+        Attempt::Sent { .. } => (OutboxStatus::Sent, Recorded::Sent, None),
         Attempt::Cancelled { reason } => (OutboxStatus::Cancelled, Recorded::Cancelled, Some(reason.clone())),
         Attempt::Permanent { reason } => {
             (OutboxStatus::Failed, Recorded::Failed(reason.clone()), Some(reason.clone()))
@@ -140,6 +140,9 @@ pub async fn record<C: ConnectionTrait>(
     }
     if recorded == Recorded::Sent {
         update = update.col_expr(outbox_message::Column::SentAt, Expr::value(to_millis(now)));
+    }
+    if let Attempt::Sent { provider_ref: Some(reference) } = attempt {
+        update = update.col_expr(outbox_message::Column::ProviderRef, Expr::value(reference.as_str()));
     }
     let Some(claim) = message.claim_token.as_deref() else {
         return Ok(Recorded::LeaseLost);

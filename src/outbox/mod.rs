@@ -14,6 +14,7 @@
 
 mod claims;
 mod links;
+mod reports;
 mod rows;
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Query
 
 pub use claims::{any_due, claim_due, record, release_leases};
 pub use links::attach_link;
+pub use reports::{Advanced, claim_look_up, look_up_due, message_reported, record_report, release_look_up};
 pub use rows::{
     cancel, erase_customer, erase_shop, mark_delivered, pending_for_customer, pending_requests_to,
 };
@@ -208,7 +210,10 @@ pub async fn enqueue<C: ConnectionTrait>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
     /// The mail server or gateway accepted it.
-    Sent,
+    Sent {
+        /// The gateway's id for the message (an SMS's `sid`), checked, for its status reports.
+        provider_ref: Option<String>,
+    },
     /// Worth trying again (timeout, 4xx from SMTP, 429/5xx from the gateway).
     Transient {
         /// Why, for the log and operators.

@@ -2,7 +2,7 @@
 //! before they went, the look-ups that find them, and erasure.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 
 use super::{MessageKind, OutboxStatus};
 use crate::{clock::to_millis, entities::outbox_message};
@@ -84,12 +84,22 @@ pub async fn pending_requests_to<C: ConnectionTrait>(
         .await
 }
 
-/// Erases every message of the customer, whatever its status (an erasure keeps no address).
+/// Erases every message of the customer, whatever its status (an erasure keeps no address), and
+/// the gateway's reports about them.
 pub async fn erase_customer<C: ConnectionTrait>(
     conn: &C,
     shop_id: &str,
     customer_id: &str,
 ) -> Result<(), DbErr> {
+    let ids: Vec<String> = outbox_message::Entity::find()
+        .select_only()
+        .column(outbox_message::Column::Id)
+        .filter(outbox_message::Column::ShopId.eq(shop_id))
+        .filter(outbox_message::Column::CustomerId.eq(customer_id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    super::reports::erase_for(conn, ids).await?;
     outbox_message::Entity::delete_many()
         .filter(outbox_message::Column::ShopId.eq(shop_id))
         .filter(outbox_message::Column::CustomerId.eq(customer_id))
@@ -98,8 +108,9 @@ pub async fn erase_customer<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Erases every message of the shop, whatever its status.
+/// Erases every message of the shop, whatever its status, and the gateway's reports about them.
 pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<(), DbErr> {
+    super::reports::erase_shop(conn, shop_id).await?;
     outbox_message::Entity::delete_many()
         .filter(outbox_message::Column::ShopId.eq(shop_id))
         .exec(conn)

@@ -148,6 +148,15 @@ async fn a_refused_address_fails_the_invitation_with_the_reason(backend: Backend
         app.count("SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND recipient IS NULL").await,
         1
     );
+    // The audit trail says it did not reach the customer, and why in a word; no address.
+    let trail = "SELECT COUNT(*) FROM audit_events WHERE event = 'delivery_failed' AND customer_id = 'cus_456' \
+                 AND detail LIKE '%\"channel\":\"email\"%' AND detail LIKE '%\"reason\":\"refused\"%'";
+    assert_eq!(app.count(trail).await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_events WHERE event = 'delivered'").await, 0);
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE detail LIKE '%{EMAIL}%'")).await,
+        0
+    );
 }
 
 async fn retries_run_out_and_the_invitation_fails(backend: Backend) {
@@ -160,9 +169,13 @@ async fn retries_run_out_and_the_invitation_fails(backend: Backend) {
     }
     app.eventually("the invitation failed", || async { invitation_status(app).await == ["failed"] }).await;
     assert_eq!(app.count("SELECT CAST(attempts AS BIGINT) FROM outbox").await, 10);
+    let gave_up =
+        "SELECT COUNT(*) FROM audit_events WHERE event = 'delivery_failed' AND detail LIKE '%gave_up%'";
+    assert_eq!(app.count(gave_up).await, 1, "the retries that did not deliver are not events; giving up is");
     // A new invitation may be sent once the server accepts again.
     stack.smtp.refuse_all(None);
     assert_eq!(code(&app.submit("shop_1", &jana(), "int_2", "email").await), "invitation_sent");
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_events WHERE event = 'delivered'").await, 1);
 }
 
 async fn a_slow_mail_server_gets_a_queued_answer_in_time_and_still_delivers(backend: Backend) {
@@ -224,6 +237,13 @@ async fn a_changed_email_moves_the_username_and_kills_the_old_link(backend: Back
     assert_eq!(code(&app.submit("shop_1", &moved, "int_3", "email").await), "invitation_sent");
     let received = stack.smtp.wait_for(2).await;
     assert_eq!(received[1].to, vec!["robert@example.com".to_owned()]);
+    // The invitation cancelled before it went was no delivery, failed or not: the trail has only the
+    // new one's acceptance.
+    let bobs = |event: &str| {
+        format!("SELECT COUNT(*) FROM audit_events WHERE customer_id = 'cus_bob' AND event = '{event}'")
+    };
+    assert_eq!(app.count(&bobs("delivered")).await, 1);
+    assert_eq!(app.count(&bobs("delivery_failed")).await, 0);
 }
 
 async fn a_changed_email_already_used_by_another_account_keeps_the_username(backend: Backend) {

@@ -11,7 +11,18 @@ use std::{
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "values and pure code",
-        &["clock", "config", "domain", "entities", "links", "random", "sealing", "signature", "templates"],
+        &[
+            "clock",
+            "config",
+            "domain",
+            "entities",
+            "links",
+            "random",
+            "sealing",
+            "signature",
+            "templates",
+            "twilio",
+        ],
     ),
     ("persistence mechanisms", &["audit", "db", "inbox", "outbox", "tokens"]),
     ("the domain", &["access", "accounts", "identity", "invitations", "shops"]),

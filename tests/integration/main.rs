@@ -18,6 +18,7 @@ mod portal;
 mod portal_access;
 mod portal_security;
 mod races;
+mod receipts;
 mod sms_gateway;
 mod smtp;
 mod throttling;
