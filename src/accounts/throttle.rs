@@ -169,6 +169,19 @@ pub struct Reservation {
     held: Vec<Held>,
 }
 
+impl Reservation {
+    /// Whether this attempt is the one that starts the waits on the counter of `policy`: the count
+    /// before it needed no wait, its own does. Once per streak (a success, a reset or an hour without
+    /// attempts ends one), and only if the attempt then fails: a success clears the counter.
+    pub fn began_slowing(&self, policy: Policy) -> bool {
+        self.held.iter().any(|held| {
+            held.policy == policy
+                && wait_after(held.counted - 1, policy).is_zero()
+                && !wait_after(held.counted, policy).is_zero()
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Held {
     policy: Policy,
@@ -317,6 +330,13 @@ async fn store<C: ConnectionTrait>(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// Whether failures counted on `key` make the next attempt wait (a settled attempt may have given its
+/// count back).
+pub async fn slows_down<C: ConnectionTrait>(conn: &C, key: &str, policy: Policy) -> Result<bool, DbErr> {
+    let row = find_locked(conn, key).await?;
+    Ok(row.is_some_and(|row| !wait_after(row.failures, policy).is_zero()))
 }
 
 /// Deletes counters whose streak is over and whose wait has passed (housekeeping).
