@@ -187,6 +187,7 @@ impl App {
             shops,
             session_idle: settings.portal.session_idle,
             message_files: delivery.writes_files().then(|| settings.outbox_dir.clone()),
+            audit_retention: settings.audit_retention,
         };
 
         let local_addr = acceptor

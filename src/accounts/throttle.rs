@@ -398,6 +398,26 @@ mod tests {
         assert_ne!(keys.device("shop_1", "a|b", "c"), keys.device("shop_1", "a", "b|c"));
     }
 
+    fn reserved(policy: Policy, counted: i32) -> Reservation {
+        let before = login_throttle::Model {
+            key: "k".into(),
+            failures: counted - 1,
+            last_failure_at: 0,
+            blocked_until: 0,
+        };
+        Reservation { held: vec![Held { policy, before, counted }] }
+    }
+
+    #[test]
+    fn only_the_attempt_that_brings_the_first_wait_begins_the_slow_down() {
+        let began: Vec<i32> =
+            (1..=STREAK_LIMIT + 1).filter(|&n| reserved(PER_ACCOUNT, n).began_slowing(PER_ACCOUNT)).collect();
+        assert_eq!(began, [PER_ACCOUNT.free], "the fifth failure in a row, and no later one");
+        // A counter of another policy says nothing about the account's.
+        assert!(!reserved(PER_DEVICE, PER_DEVICE.free).began_slowing(PER_ACCOUNT));
+        assert!(!reserved(PER_ADDRESS, PER_ADDRESS.free).began_slowing(PER_ACCOUNT));
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
