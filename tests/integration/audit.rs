@@ -17,6 +17,7 @@ crate::on_both_databases!(
     the_slow_down_is_recorded_once_per_streak_and_never_for_a_username_without_an_account,
     an_email_change_in_a_burst_of_updates_is_recorded_once,
     events_older_than_the_retention_are_purged_by_a_housekeeping_round,
+    a_shops_trail_goes_with_its_data_48_hours_after_an_uninstall,
 );
 
 /// Recorded by the star-menu action and by delivery, not by what these tests exercise: left out, so
@@ -275,6 +276,24 @@ async fn events_older_than_the_retention_are_purged_by_a_housekeeping_round(app:
     maintenance::run_once(app.jobs()).await;
     let kept: Vec<String> = trail(&app, "shop_1", "cus_1").await.into_iter().map(|e| e.event).collect();
     assert_eq!(kept, ["logged_in"]);
+}
+
+async fn a_shops_trail_goes_with_its_data_48_hours_after_an_uninstall(app: TestApp) {
+    for shop_id in ["shop_1", "shop_2"] {
+        app.deliver(&installed(shop_id, 1)).await;
+        record_at(&app, shop_id, "cus_1", Event::Invited { channel: Channel::Email }, app.clock.now()).await;
+        record_at(&app, shop_id, "cus_2", Event::PasswordSet, app.clock.now()).await;
+    }
+    app.deliver(&uninstalled("shop_1", OWNER, 10)).await;
+    app.advance(TimeDelta::hours(47));
+    maintenance::run_once(app.jobs()).await;
+    let shop_events = "SELECT COUNT(*) FROM audit_events WHERE shop_id = 'shop_1'";
+    assert_eq!(app.count(shop_events).await, 2, "kept while the shop may still come back");
+
+    app.advance(TimeDelta::hours(1) + TimeDelta::seconds(11));
+    maintenance::run_once(app.jobs()).await;
+    assert_eq!(app.count(shop_events).await, 0, "no erasure marker either: the shop's trail is gone");
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_events WHERE shop_id = 'shop_2'").await, 2);
 }
 
 mod cli {
