@@ -193,6 +193,7 @@ impl App {
             session_idle: settings.portal.session_idle,
             message_files: delivery.writes_files().then(|| settings.outbox_dir.clone()),
             delivery: delivery.clone(),
+            audit_retention: settings.audit_retention,
         };
 
         let local_addr = acceptor

@@ -7,14 +7,15 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, Query as Sql},
 };
 use serde::Serialize;
 
 use crate::{
     clock::{from_millis, to_millis},
     domain::{Channel, DeliveryFailure, StaffMember},
-    entities::audit_event,
+    entities::{audit_event, portal_account},
 };
 
 /// What happened.
@@ -166,6 +167,65 @@ pub async fn record<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Appends an event about whichever customer of the shop has the portal account `username`, if one
+/// does, in the caller's transaction. One statement (`INSERT … SELECT`) whether or not the account
+/// exists: a caller on a path an attacker can time (a failed login) does the same work either way.
+pub async fn record_for_username<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    username: &str,
+    event: Event,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    use audit_event::Column as A;
+    use portal_account::Column as P;
+    let detail = event.detail().map(|d| serde_json::to_string(&d).unwrap_or_default());
+    let account = Sql::select()
+        .column(P::ShopId)
+        .column(P::CustomerId)
+        .expr(Expr::val(event.name()))
+        .expr(Expr::val(to_millis(now)))
+        .expr(Expr::val(detail))
+        .from(portal_account::Entity)
+        .and_where(P::ShopId.eq(shop_id))
+        .and_where(P::Username.eq(username))
+        .to_owned();
+    let insert = Sql::insert()
+        .into_table(audit_event::Entity)
+        .columns([A::ShopId, A::CustomerId, A::Event, A::At, A::Detail])
+        .select_from(account)
+        .map_err(|e| DbErr::Custom(format!("the audit insert is malformed: {e}")))?
+        .to_owned();
+    conn.execute(&insert).await?;
+    Ok(())
+}
+
+/// Takes back `event` recorded at `at` for the account `username`, when the change it described was
+/// undone within the same request (a login that counted as failed until it proved right). Like
+/// [`record_for_username`], the same statement whether or not the account exists.
+pub async fn retract_for_username<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    username: &str,
+    event: Event,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let customer = Sql::select()
+        .column(portal_account::Column::CustomerId)
+        .from(portal_account::Entity)
+        .and_where(portal_account::Column::ShopId.eq(shop_id))
+        .and_where(portal_account::Column::Username.eq(username))
+        .to_owned();
+    audit_event::Entity::delete_many()
+        .filter(audit_event::Column::ShopId.eq(shop_id))
+        .filter(audit_event::Column::CustomerId.in_subquery(customer))
+        .filter(audit_event::Column::Event.eq(event.name()))
+        .filter(audit_event::Column::At.eq(to_millis(at)))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// The customer's latest `limit` events, newest first.
 pub async fn recent<C: ConnectionTrait>(
     conn: &C,
@@ -193,26 +253,63 @@ pub struct Query {
     pub since: Option<DateTime<Utc>>,
 }
 
-/// Up to `limit` events matching `query`, oldest first, after the event with id `after` (paging
-/// without holding a transaction open). Returns the entries and the id to continue after.
+/// Where a page of [`page`] ended: the next one starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    at: i64,
+    id: i64,
+}
+
+/// A page of events, oldest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    /// Where the next page starts; `None` when this one was the last.
+    pub next: Option<Cursor>,
+}
+
+/// Up to `limit` events matching `query`, oldest first (by time, then by the order they were
+/// recorded in), after `after`: a reader pages through a large shop without holding a transaction
+/// open, and each page is a range of the `(shop, time)` or `(shop, customer, time)` index.
 pub async fn page<C: ConnectionTrait>(
     conn: &C,
     query: &Query,
-    after: i64,
+    after: Option<Cursor>,
     limit: u64,
-) -> Result<(Vec<Entry>, i64), DbErr> {
-    let mut select = audit_event::Entity::find()
-        .filter(audit_event::Column::ShopId.eq(query.shop_id.as_str()))
-        .filter(audit_event::Column::Id.gt(after));
+) -> Result<Page, DbErr> {
+    use audit_event::Column as A;
+    let mut select = audit_event::Entity::find().filter(A::ShopId.eq(query.shop_id.as_str()));
     if let Some(customer_id) = &query.customer_id {
-        select = select.filter(audit_event::Column::CustomerId.eq(customer_id.as_str()));
+        select = select.filter(A::CustomerId.eq(customer_id.as_str()));
     }
     if let Some(since) = query.since {
-        select = select.filter(audit_event::Column::At.gte(to_millis(since)));
+        select = select.filter(A::At.gte(to_millis(since)));
     }
-    let rows = select.order_by_asc(audit_event::Column::Id).limit(limit).all(conn).await?;
-    let last = rows.last().map_or(after, |r| r.id);
-    Ok((rows.into_iter().map(Entry::from_row).collect(), last))
+    if let Some(Cursor { at, id }) = after {
+        select = select.filter(
+            Condition::any().add(A::At.gt(at)).add(Condition::all().add(A::At.eq(at)).add(A::Id.gt(id))),
+        );
+    }
+    let rows = select.order_by_asc(A::At).order_by_asc(A::Id).limit(limit).all(conn).await?;
+    let next = match rows.last() {
+        Some(last) if rows.len() as u64 == limit => Some(Cursor { at: last.at, id: last.id }),
+        _ => None,
+    };
+    Ok(Page { entries: rows.into_iter().map(Entry::from_row).collect(), next })
+}
+
+/// Whether the customer has any event.
+pub async fn has_events<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+) -> Result<bool, DbErr> {
+    let found = audit_event::Entity::find()
+        .filter(audit_event::Column::ShopId.eq(shop_id))
+        .filter(audit_event::Column::CustomerId.eq(customer_id))
+        .one(conn)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// Erases the customer's events, leaving one `customer_erased` that holds only the host's id.
@@ -239,10 +336,22 @@ pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<u
         .rows_affected)
 }
 
-/// Deletes events recorded before `cutoff` (the retention setting); returns how many.
-pub async fn purge_before<C: ConnectionTrait>(conn: &C, cutoff: DateTime<Utc>) -> Result<u64, DbErr> {
+/// Deletes up to `limit` events recorded before `cutoff` (the retention setting); returns how many.
+/// Bounded, so a first purge of a large trail is many short transactions, not one that holds
+/// SQLite's single writer for long; the caller repeats while a batch comes back full.
+pub async fn purge_before<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    let oldest = Sql::select()
+        .column(audit_event::Column::Id)
+        .from(audit_event::Entity)
+        .and_where(audit_event::Column::At.lt(to_millis(cutoff)))
+        .limit(limit)
+        .to_owned();
     Ok(audit_event::Entity::delete_many()
-        .filter(audit_event::Column::At.lt(to_millis(cutoff)))
+        .filter(audit_event::Column::Id.in_subquery(oldest))
         .exec(conn)
         .await?
         .rows_affected)

@@ -1,6 +1,7 @@
 //! Background housekeeping, driven by the service's [`Clock`]: erasing the
-//! personal data of shops uninstalled for 48 hours, forgetting old webhook answers, removing the
-//! message files of erased messages, and keeping SQLite's WAL file small.
+//! personal data of shops uninstalled for 48 hours, forgetting old webhook answers, purging audit
+//! events past their retention, removing the message files of erased messages, and keeping SQLite's
+//! WAL file small.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use std::{path::PathBuf, sync::Arc};
 
 use crate::{
+    audit,
     clock::Clock,
     db::Database,
     inbox,
@@ -28,6 +30,8 @@ pub struct Jobs {
     pub message_files: Option<PathBuf>,
     /// Looks up SMS still without a final report a day after the gateway accepted them.
     pub delivery: Arc<crate::delivery::Delivery>,
+    /// `PORTAL_AUDIT_RETENTION`: audit events older than this are purged.
+    pub audit_retention: Duration,
 }
 
 /// How often the housekeeping runs on the wall clock (a manual clock also wakes it when moved).
@@ -85,6 +89,8 @@ pub async fn run_once(state: &Jobs) {
         tracing::error!(%error, "purging ended sessions failed; will retry");
     }
 
+    purge_audit_trail(state, now).await;
+
     // Message files (file mode) live as long as their outbox rows: an erased customer's go too.
     if let Some(folder) = &state.message_files {
         match crate::delivery::files::sweep(&state.db, folder).await {
@@ -98,5 +104,43 @@ pub async fn run_once(state: &Jobs) {
 
     if let Err(error) = state.db.checkpoint().await {
         tracing::warn!(%error, "SQLite checkpoint failed; will retry");
+    }
+}
+
+/// Audit events deleted per transaction, and transactions per round: a first purge of a long trail
+/// is spread over short writes (SQLite has one writer) and, past this many, over rounds.
+const AUDIT_PURGE_BATCH: u64 = 5_000;
+const AUDIT_PURGE_BATCHES_PER_ROUND: u32 = 20;
+
+/// Forgets audit events older than the retention setting.
+async fn purge_audit_trail(state: &Jobs, now: chrono::DateTime<chrono::Utc>) {
+    let Some(cutoff) =
+        chrono::TimeDelta::from_std(state.audit_retention).ok().and_then(|r| now.checked_sub_signed(r))
+    else {
+        return;
+    };
+    let mut purged = 0;
+    for _ in 0..AUDIT_PURGE_BATCHES_PER_ROUND {
+        let batch = state
+            .db
+            .write(move |txn| {
+                Box::pin(async move { audit::purge_before(txn, cutoff, AUDIT_PURGE_BATCH).await })
+            })
+            .await;
+        match batch {
+            Ok(count) => {
+                purged += count;
+                if count < AUDIT_PURGE_BATCH {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "purging old audit events failed; will retry");
+                break;
+            }
+        }
+    }
+    if purged > 0 {
+        tracing::info!(count = purged, "purged audit events older than the retention");
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! Opening a link only finds it; only the customer's submission redeems it, atomically, so of any
 //! number of simultaneous submissions exactly one wins. The same transaction writes the hash, ends
-//! every session of the account, retires every other link it was sent, and, after a reset, queues
-//! the "password changed" notice. A link that once worked (used, revoked or expired), submitted
-//! again, is a security event: someone holds an old email.
+//! every session of the account, retires every other link it was sent, records `password_set` or
+//! `reset_completed` in the audit trail, and, after a reset, queues the "password changed" notice. A
+//! link that once worked (used, revoked or expired), submitted again, is a security event: someone
+//! holds an old email.
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 
@@ -15,6 +16,7 @@ use super::{
     sessions, write_password_hash,
 };
 use crate::{
+    audit::{self, Event},
     domain::{Channel, CustomerId, EmailAddress, ShopId},
     entities::{customer, invitation, portal_account, shop, token},
     invitations,
@@ -113,6 +115,10 @@ impl Accounts {
             true => self.notification_address(account).await?.map(|a| normalize_address(&a)),
             false => None,
         };
+        let event = match purpose {
+            Purpose::Setup => Event::PasswordSet,
+            Purpose::Reset => Event::ResetCompleted,
+        };
         let (token_id, account_id, shop_id, customer_id, throttle_key, owner) = (
             token.id.clone(),
             account.id.clone(),
@@ -137,6 +143,7 @@ impl Accounts {
                         return Ok(None);
                     }
                     write_password_hash(txn, &account_id, hash, HashChange::NewPassword, now).await?;
+                    audit::record(txn, shop_id.as_str(), customer_id.as_str(), event, None, now).await?;
                     if let Some(address) = verified_email {
                         mark_email_verified(txn, &account_id, address).await?;
                     }
@@ -162,6 +169,7 @@ impl Accounts {
                         )
                         .await?;
                     }
+                    super::login::note_login(txn, &account_id, now).await?;
                     Ok::<_, sea_orm::DbErr>(Some(
                         sessions::start(txn, &account_id, &shop_id, lifetime, now).await?,
                     ))

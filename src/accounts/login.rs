@@ -2,10 +2,17 @@
 //! alike, and (thanks to the hasher's dummy hash) take the same time. Failures are throttled per
 //! typed username and per client network, or, from a browser that logged in to the account before,
 //! per that browser; a success starts a brand-new session.
+//!
+//! The audit trail gets `logged_in` with each success, and `login_slowed` when failures start making
+//! the account's own counter wait: recorded with the reservation that sets the wait (a write every
+//! attempt makes anyway, and by a statement that does the same work for a username no account has,
+//! so neither the time taken nor the work done tells which usernames exist), and taken back if that
+//! very attempt then proves right or is never judged.
 
 use std::net::IpAddr;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::{
     AccountError, Accounts, HashChange, passwords, sessions,
@@ -13,6 +20,8 @@ use super::{
     write_password_hash,
 };
 use crate::{
+    audit::{self, Event},
+    clock::to_millis,
     domain::{EmailAddress, ShopId},
     entities::portal_account,
     tokens::RawToken,
@@ -85,16 +94,29 @@ impl Accounts {
         // that refuses it when it must wait, so a waiting attempt costs no hash and of a burst that
         // arrives together only the first is judged.
         let attempts = self.login_counters(shop_id.as_str(), username, device, client);
+        let slowing = Slowing {
+            shop_id: shop_id.as_str().to_owned(),
+            username: username.as_str().to_owned(),
+            account_key: self.throttle_keys.account(shop_id.as_str(), username.as_str()),
+            at: now,
+        };
+        let trail = slowing.clone();
         let reserved = self
             .db
             .write(move |txn| {
                 Box::pin(async move {
                     // Refused attempts roll back, leaving no trace.
-                    throttle::reserve(txn, &attempts, now).await?.map_err(Refused::Blocked)
+                    let reservation =
+                        throttle::reserve(txn, &attempts, now).await?.map_err(Refused::Blocked)?;
+                    let began = reservation.began_slowing(throttle::PER_ACCOUNT);
+                    if began {
+                        trail.record(txn).await?;
+                    }
+                    Ok((reservation, began))
                 })
             })
             .await;
-        let reservation = match reserved {
+        let (reservation, began_slowing) = match reserved {
             Ok(reservation) => reservation,
             Err(Refused::Blocked(blocked)) => {
                 let retry_after = blocked.retry_after(now);
@@ -127,7 +149,17 @@ impl Accounts {
             Ok(judged) => judged,
             Err(error) => {
                 // Never judged: the attempt is given back, so a busy service counts nobody's failure.
-                self.db.write(move |txn| Box::pin(throttle::abandoned(txn, reservation))).await?;
+                self.db
+                    .write(move |txn| {
+                        Box::pin(async move {
+                            throttle::abandoned(txn, reservation).await?;
+                            if began_slowing {
+                                slowing.take_back_unless_still_slowed(txn).await?;
+                            }
+                            Ok::<_, DbErr>(())
+                        })
+                    })
+                    .await?;
                 return Err(error);
             }
         };
@@ -145,12 +177,19 @@ impl Accounts {
         };
         let old_session = replaced_session.map(str::to_owned);
         let lifetime = self.settings.session_lifetime;
-        let (account_id, shop) = (account.id.clone(), shop_id.clone());
+        let (account_id, customer_id, shop) =
+            (account.id.clone(), account.customer_id.clone(), shop_id.clone());
         let session = self
             .db
             .write(move |txn| {
                 Box::pin(async move {
                     throttle::succeeded(txn, reservation).await?;
+                    if began_slowing {
+                        // The success cleared the wait this attempt had set.
+                        slowing.take_back(txn).await?;
+                    }
+                    note_login(txn, &account_id, now).await?;
+                    audit::record(txn, shop.as_str(), &customer_id, Event::LoggedIn, None, now).await?;
                     if let Some(hash) = rehash {
                         write_password_hash(txn, &account_id, hash, HashChange::Rehash, now).await?;
                     }
@@ -192,4 +231,47 @@ impl Accounts {
             .collect(),
         }
     }
+}
+
+/// The attempt whose reservation started the account's waits, for the audit trail.
+#[derive(Clone)]
+struct Slowing {
+    shop_id: String,
+    username: String,
+    account_key: String,
+    at: DateTime<Utc>,
+}
+
+impl Slowing {
+    async fn record<C: ConnectionTrait>(&self, txn: &C) -> Result<(), DbErr> {
+        audit::record_for_username(txn, &self.shop_id, &self.username, Event::LoginSlowed, self.at).await
+    }
+
+    async fn take_back<C: ConnectionTrait>(&self, txn: &C) -> Result<(), DbErr> {
+        audit::retract_for_username(txn, &self.shop_id, &self.username, Event::LoginSlowed, self.at).await
+    }
+
+    /// After an attempt was given back: unless others' failures counted meanwhile keep the account
+    /// waiting, the slow-down it announced did not happen.
+    async fn take_back_unless_still_slowed<C: ConnectionTrait>(&self, txn: &C) -> Result<(), DbErr> {
+        if throttle::slows_down(txn, &self.account_key, throttle::PER_ACCOUNT).await? {
+            return Ok(());
+        }
+        self.take_back(txn).await
+    }
+}
+
+/// The staff's status shows when the customer last logged in (with a password, or by setting one
+/// with a link, which logs them in too).
+pub(super) async fn note_login<C: ConnectionTrait>(
+    txn: &C,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    portal_account::Entity::update_many()
+        .col_expr(portal_account::Column::LastLoginAt, Expr::value(to_millis(now)))
+        .filter(portal_account::Column::Id.eq(account_id))
+        .exec(txn)
+        .await?;
+    Ok(())
 }

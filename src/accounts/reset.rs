@@ -2,7 +2,8 @@
 //! whether or not the address has an account, limited per client network; the request is one outbox
 //! row for the address typed. Minting, when the sender takes that row: the account of the shop whose
 //! username is the typed address, if it has had fewer than [`RESETS_PER_HOUR`] links in the last
-//! hour, gets a reset token, sent to the customer's email; otherwise nothing is sent.
+//! hour, gets a reset token, sent to the customer's email, and the audit trail `reset_requested`;
+//! otherwise nothing is sent and nothing recorded.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -16,6 +17,7 @@ use super::{
     throttle::{self, Attempt},
 };
 use crate::{
+    audit::{self, Event},
     clock::to_millis,
     domain::{Channel, EmailAddress, ShopId},
     entities::{customer, portal_account, token},
@@ -177,5 +179,7 @@ pub async fn mint_link_for_request<C: ConnectionTrait>(
         .one(txn)
         .await?;
     let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| account.username.clone());
+    // The customer's own request (a staff member's is recorded where the staff act is).
+    audit::record(txn, shop_id.as_str(), &account.customer_id, Event::ResetRequested, None, now).await?;
     Ok(Ok(MintedLink { token_id, token, customer_id: account.customer_id, recipient }))
 }

@@ -169,6 +169,19 @@ pub struct Reservation {
     held: Vec<Held>,
 }
 
+impl Reservation {
+    /// Whether this attempt is the one that starts the waits on the counter of `policy`: the count
+    /// before it needed no wait, its own does. Once per streak (a success, a reset or an hour without
+    /// attempts ends one), and only if the attempt then fails: a success clears the counter.
+    pub fn began_slowing(&self, policy: Policy) -> bool {
+        self.held.iter().any(|held| {
+            held.policy == policy
+                && wait_after(held.counted - 1, policy).is_zero()
+                && !wait_after(held.counted, policy).is_zero()
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Held {
     policy: Policy,
@@ -319,6 +332,13 @@ async fn store<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Whether failures counted on `key` make the next attempt wait (a settled attempt may have given its
+/// count back).
+pub async fn slows_down<C: ConnectionTrait>(conn: &C, key: &str, policy: Policy) -> Result<bool, DbErr> {
+    let row = find_locked(conn, key).await?;
+    Ok(row.is_some_and(|row| !wait_after(row.failures, policy).is_zero()))
+}
+
 /// Deletes counters whose streak is over and whose wait has passed (housekeeping).
 pub async fn purge_stale<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
     let result = login_throttle::Entity::delete_many()
@@ -376,6 +396,26 @@ mod tests {
         let net: IpNet = "203.0.113.9/32".parse().unwrap();
         assert_ne!(keys.login_address(net), keys.forgot_address(net));
         assert_ne!(keys.device("shop_1", "a|b", "c"), keys.device("shop_1", "a", "b|c"));
+    }
+
+    fn reserved(policy: Policy, counted: i32) -> Reservation {
+        let before = login_throttle::Model {
+            key: "k".into(),
+            failures: counted - 1,
+            last_failure_at: 0,
+            blocked_until: 0,
+        };
+        Reservation { held: vec![Held { policy, before, counted }] }
+    }
+
+    #[test]
+    fn only_the_attempt_that_brings_the_first_wait_begins_the_slow_down() {
+        let began: Vec<i32> =
+            (1..=STREAK_LIMIT + 1).filter(|&n| reserved(PER_ACCOUNT, n).began_slowing(PER_ACCOUNT)).collect();
+        assert_eq!(began, [PER_ACCOUNT.free], "the fifth failure in a row, and no later one");
+        // A counter of another policy says nothing about the account's.
+        assert!(!reserved(PER_DEVICE, PER_DEVICE.free).began_slowing(PER_ACCOUNT));
+        assert!(!reserved(PER_ADDRESS, PER_ADDRESS.free).began_slowing(PER_ACCOUNT));
     }
 
     fn ip(s: &str) -> IpAddr {

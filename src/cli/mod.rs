@@ -1,8 +1,10 @@
-//! The command line: `serve`, `demo`, `simulate`, `migrate`, `secret`, `check-manifest`.
+//! The command line: `serve`, `demo`, `simulate`, `migrate`, `keys`, `audit`, `secret`,
+//! `check-manifest`.
 //!
 //! Exit codes: 0 success, 1 a failure while running (database unreachable, port taken), 2 a missing
 //! or malformed setting or argument (one line says which and what to do).
 
+mod audit;
 mod demo;
 pub mod host_client;
 pub mod host_messages;
@@ -59,6 +61,16 @@ pub enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Print a shop's audit trail as JSON lines, oldest first.
+    ///
+    /// One line per event: `at` (RFC 3339, UTC), `shop_id`, `customer_id`, `event`; for a staff
+    /// member's act `by` (`id`, `name`); `channel` and `reason` where the event has them. Events:
+    /// invited, delivered, delivery_failed, password_set, logged_in, login_slowed, reset_requested,
+    /// reset_completed, sessions_ended, invitation_cancelled, email_changed, customer_erased. No event
+    /// holds an email address, a phone number, a token or a password. Reads the database named by
+    /// PORTAL_DATABASE_URL (or --config) and changes nothing.
+    #[command(after_long_help = AUDIT_EXAMPLES)]
+    Audit(Box<audit::AuditArgs>),
     /// Print a fresh webhook signing secret (whsec_ + base64 of 32 random bytes).
     ///
     /// Use it for tests and local runs; in production the host creates the secret at registration.
@@ -81,6 +93,14 @@ pub enum KeysCommand {
     /// nothing it signed can still be valid. Running instances pick the change up by themselves.
     Rotate,
 }
+
+const AUDIT_EXAMPLES: &str = "Examples:
+  portal-invites audit --shop shop_123
+  portal-invites audit --shop shop_123 --customer cus_456 --since 2026-12-01
+  portal-invites audit --shop shop_123 --since 2026-12-01T09:30:00+10:00 | jq -r .event
+
+A line:
+  {\"at\":\"2026-12-02T00:15:00.000Z\",\"shop_id\":\"shop_123\",\"customer_id\":\"cus_456\",\"event\":\"invited\",\"by\":{\"id\":\"usr_9\",\"name\":\"Sam\"},\"channel\":\"sms\"}";
 
 fn settings_help() -> String {
     let mut text = String::from(
@@ -110,6 +130,10 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => with_runtime(simulate::run(*args)),
         Command::Migrate { status } => with_runtime(migrate(cli.config, status)),
         Command::Keys(KeysCommand::Rotate) => with_runtime(rotate_keys(cli.config)),
+        Command::Audit(args) => match load_settings(cli.config) {
+            Ok(settings) => with_runtime(audit::run(settings, *args)),
+            Err(code) => code,
+        },
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
     SettingError,
     values::{
         DatabaseUrl, LogFormat, Secret, parse_duration, parse_log_filter, parse_proxies, parse_public_url,
-        parse_secrets, parse_smtp_url,
+        parse_secrets, parse_smtp_url, parse_span,
     },
 };
 use crate::signature::WebhookSecret;
@@ -101,6 +101,23 @@ impl Parser for Seconds {
         parse_duration(text)
             .filter(|d| (least..=most).contains(&d.as_secs()))
             .ok_or_else(|| format!("must be a duration from {least}s to {most}s, e.g. 30s"))
+    }
+}
+
+/// A span of whole days kept: what is older goes.
+pub struct Days {
+    least: u64,
+    most: u64,
+    example: &'static str,
+}
+
+impl Parser for Days {
+    type Value = Duration;
+    fn parse(&self, text: &str) -> Result<Duration, String> {
+        let (least, most) = (days(self.least), days(self.most));
+        parse_span(text).filter(|d| (least..=most).contains(d)).ok_or_else(|| {
+            format!("must be a duration from {}d to {}d, e.g. {}", self.least, self.most, self.example)
+        })
     }
 }
 
@@ -291,6 +308,12 @@ pub const SHUTDOWN_GRACE: Setting<Seconds> = setting(
     "after SIGTERM, how long sends in flight may finish before they are abandoned (1s to 300s)",
     Seconds { least: 1, most: 300 },
 );
+pub const AUDIT_RETENTION: Setting<Days> = setting(
+    "PORTAL_AUDIT_RETENTION",
+    Some("400d"),
+    "how long audit-trail events are kept (1d to 3650d); older ones are purged by the housekeeping",
+    Days { least: 1, most: 3650, example: "400d or 90d" },
+);
 
 /// Every setting, in the order `--help` and the README list them. Only these are read from the
 /// environment or accepted in the file.
@@ -318,4 +341,5 @@ pub const SETTINGS: &[&SettingInfo] = &[
     &HASHING_LIMIT.info,
     &SEND_TIMEOUT.info,
     &SHUTDOWN_GRACE.info,
+    &AUDIT_RETENTION.info,
 ];

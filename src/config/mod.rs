@@ -109,6 +109,8 @@ pub struct Settings {
     pub send_timeout: Duration,
     /// `PORTAL_SHUTDOWN_GRACE`.
     pub shutdown_grace: Duration,
+    /// `PORTAL_AUDIT_RETENTION`.
+    pub audit_retention: Duration,
 }
 
 impl Settings {
@@ -148,6 +150,7 @@ impl Settings {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let send_timeout = SEND_TIMEOUT.read(raw)?;
         let shutdown_grace = SHUTDOWN_GRACE.read(raw)?;
+        let audit_retention = AUDIT_RETENTION.read(raw)?;
         let portal = PortalSettings {
             reset_ttl: RESET_TTL.read(raw)?,
             password_min_length,
@@ -171,6 +174,7 @@ impl Settings {
             portal,
             send_timeout,
             shutdown_grace,
+            audit_retention,
         })
     }
 

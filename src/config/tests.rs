@@ -37,6 +37,21 @@ fn a_malformed_value_names_its_setting() {
 }
 
 #[test]
+fn the_audit_trail_is_kept_400_days_unless_set_between_a_day_and_ten_years() {
+    let days = |n: u64| Duration::from_secs(n * 86_400);
+    assert_eq!(Settings::load(None, env(&[])).unwrap().audit_retention, days(400));
+    for (value, kept) in [("1d", days(1)), ("24h", days(1)), (" 90d ", days(90)), ("3650d", days(3650))] {
+        let s = Settings::load(None, env(&[("PORTAL_AUDIT_RETENTION", value)])).unwrap();
+        assert_eq!(s.audit_retention, kept, "{value}");
+    }
+    for refused in ["0d", "23h", "3651d", "400", "400 days", "-1d", "99999999999999999999d"] {
+        let err = Settings::load(None, env(&[("PORTAL_AUDIT_RETENTION", refused)])).unwrap_err();
+        assert_eq!(err.name, "PORTAL_AUDIT_RETENTION", "{refused}");
+        assert!(err.message.contains("1d to 3650d"), "{err}");
+    }
+}
+
+#[test]
 fn secrets_are_space_separated_and_never_printed() {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let other = WebhookSecret::generate();

@@ -144,6 +144,12 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 /// Parses a duration such as `90s`, `30m`, `12h` or `7d`, from one second to `MAX_DURATION` (used
 /// by settings with a lifetime).
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    parse_span(text).filter(|d| *d <= MAX_DURATION)
+}
+
+/// Parses a duration as [`parse_duration`] does, from one second up, with no ceiling: a setting that
+/// takes it has bounds of its own.
+pub(super) fn parse_span(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
@@ -155,6 +161,5 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" => number.checked_mul(86_400)?,
         _ => return None,
     };
-    let duration = Duration::from_secs(seconds);
-    (seconds > 0 && duration <= MAX_DURATION).then_some(duration)
+    (seconds > 0).then_some(Duration::from_secs(seconds))
 }

@@ -19,6 +19,7 @@ use sea_orm::{
 pub use state::InvitationStatus;
 
 use crate::{
+    audit,
     clock::to_millis,
     domain::{Channel, CustomerId, EmailAddress, ShopId},
     entities::{invitation, outbox_message, portal_account, token},
@@ -87,6 +88,10 @@ pub async fn follow_email_change<C: ConnectionTrait>(
         // Only the spelling changed: the same mailbox, so its links stay good.
         return Ok(());
     }
+    // Both the single-event and the bulk path of `customer.updated` (and a star-menu action's newer
+    // snapshot) come through here, once per change.
+    audit::record(conn, shop_id.as_str(), customer_id.as_str(), audit::Event::EmailChanged, None, now)
+        .await?;
     match new_email {
         Some(_) if new_username.as_deref() == Some(account.username.as_str()) => {}
         Some(email) if email_taken(conn, shop_id.as_str(), customer_id.as_str(), email).await? => {
@@ -192,29 +197,38 @@ fn normalized(address: Option<&str>) -> Option<String> {
 }
 
 /// Erases what the portal keeps about a customer: the account (and with it, by cascade, its
-/// invitations, tokens and sessions), every outbox row, and the stored answers to star-menu actions
-/// (their text names the customer's email and mobile).
+/// invitations, tokens and sessions), every outbox row, the stored answers to star-menu actions
+/// (their text names the customer's email and mobile), and the audit trail's events, of which one
+/// `customer_erased` remains. A customer the portal never knew (no account, no event) leaves no
+/// trace at all: the erasure is recorded only where there was something to erase.
 pub async fn erase_customer<C: ConnectionTrait>(
     conn: &C,
     shop_id: &ShopId,
     customer_id: &CustomerId,
+    now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let (shop_id, customer_id) = (shop_id.as_str(), customer_id.as_str());
-    portal_account::Entity::delete_many()
+    let accounts = portal_account::Entity::delete_many()
         .filter(portal_account::Column::ShopId.eq(shop_id))
         .filter(portal_account::Column::CustomerId.eq(customer_id))
         .exec(conn)
-        .await?;
+        .await?
+        .rows_affected;
     outbox::erase_customer(conn, shop_id, customer_id).await?;
-    inbox::forget_customer(conn, shop_id, customer_id).await
+    inbox::forget_customer(conn, shop_id, customer_id).await?;
+    if accounts > 0 || audit::has_events(conn, shop_id, customer_id).await? {
+        audit::erase_customer(conn, shop_id, customer_id, now).await?;
+    }
+    Ok(())
 }
 
-/// Erases the same for every customer of a shop (after an uninstall); the customers themselves are
-/// deleted by the caller, which cascades to their accounts.
+/// Erases the same for every customer of a shop (after an uninstall), and the shop's whole audit
+/// trail; the customers themselves are deleted by the caller, which cascades to their accounts.
 pub async fn erase_shop<C: ConnectionTrait>(conn: &C, shop_id: &ShopId) -> Result<(), DbErr> {
     let shop_id = shop_id.as_str();
     outbox::erase_shop(conn, shop_id).await?;
     inbox::forget_shop(conn, shop_id).await?;
+    audit::erase_shop(conn, shop_id).await?;
     // Accounts go with their customers (foreign key cascade); delete them explicitly as well, so the
     // erasure does not depend on the database enforcing foreign keys.
     portal_account::Entity::delete_many()

@@ -84,7 +84,7 @@ pub async fn apply_event<C: ConnectionTrait>(
                 .ok_or_else(|| ApplyError::UnknownShop(shop_id.clone()))?;
             records::lock_customer(conn, shop_id, customer_id).await?;
             records::delete_customer(conn, shop_id, customer_id, *version, now).await?;
-            invitations::erase_customer(conn, shop_id, customer_id).await?;
+            invitations::erase_customer(conn, shop_id, customer_id, now).await?;
             Applied::Stored
         }
     };

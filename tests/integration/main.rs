@@ -2,6 +2,7 @@
 //! Scenarios declared with `on_both_databases!` run on SQLite and, when `PORTAL_TEST_POSTGRES_URL`
 //! is set, on PostgreSQL too.
 
+mod audit;
 mod browser;
 mod delivery;
 mod faults;

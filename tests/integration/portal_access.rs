@@ -88,6 +88,7 @@ async fn the_status_follows_the_customer_from_invitation_to_login(app: TestApp) 
     let status = text_of(&answer, "status");
     assert!(status.contains("Jana used the set-up link on Mon 23 Nov 2026 at 9:00 PM AEST."), "{status}");
     assert!(status.contains("Jana set a password on Mon 23 Nov 2026 at 9:00 PM AEST."), "{status}");
+    assert!(status.contains("Last login: Mon 23 Nov 2026 at 9:00 PM AEST."), "setting it logs in: {status}");
     assert!(status.contains("Logged in on 1 device right now."), "{status}");
     assert_eq!(choices(&answer), ["password_reset", "end_sessions"]);
     let labels = answer["dialog"]["fields"][2]["options"].to_string();
@@ -107,7 +108,7 @@ async fn the_status_follows_the_customer_from_invitation_to_login(app: TestApp) 
         let mut stranger = Web::new(&app);
         let refused =
             stranger.submit("/p/shop_1/login", &[("email", EMAIL), ("password", "wrong guess 1")]).await;
-        assert_eq!(refused.status, 401, "{}", refused.body);
+        assert_eq!(refused.status, 422, "{}", refused.body);
     }
     let status = text_of(&click(&app, &cus_1()).await, "status").to_owned();
     assert!(status.contains("Logins are being slowed down after 5 failed attempts in a row"), "{status}");
