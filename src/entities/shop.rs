@@ -71,4 +71,26 @@ impl Model {
     pub fn serves_portal(&self) -> bool {
         self.installed && self.portal_active && self.tier().is_some_and(SubscriptionTier::includes_portal)
     }
+
+    /// The contract's example shop, installed, gold, portal active, in Brisbane (unit tests).
+    #[cfg(test)]
+    pub fn example() -> Self {
+        Self {
+            id: "shop_1".into(),
+            name: "Southside Auto Care".into(),
+            subscription_tier: "gold".into(),
+            portal_active: true,
+            timezone: "Australia/Brisbane".into(),
+            locale: "en-AU".into(),
+            email: None,
+            phone: None,
+            portal: None,
+            version: 1,
+            installed: true,
+            lifecycle_at: 0,
+            erase_due_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
 }

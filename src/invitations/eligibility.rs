@@ -145,23 +145,7 @@ mod tests {
     };
 
     fn shop() -> shop::Model {
-        shop::Model {
-            id: "shop_1".into(),
-            name: "Southside Auto Care".into(),
-            subscription_tier: "gold".into(),
-            portal_active: true,
-            timezone: "Australia/Brisbane".into(),
-            locale: "en-AU".into(),
-            email: None,
-            phone: None,
-            portal: None,
-            version: 1,
-            installed: true,
-            lifecycle_at: 0,
-            erase_due_at: None,
-            created_at: 0,
-            updated_at: 0,
-        }
+        shop::Model::example()
     }
 
     fn customer() -> customer::Model {

@@ -204,23 +204,7 @@ mod tests {
     use crate::{access::standing::Slowed, entities::shop};
 
     fn shop() -> shop::Model {
-        shop::Model {
-            id: "shop_1".into(),
-            name: "Southside Auto Care".into(),
-            subscription_tier: "gold".into(),
-            portal_active: true,
-            timezone: "Australia/Brisbane".into(),
-            locale: "en-AU".into(),
-            email: None,
-            phone: None,
-            portal: None,
-            version: 1,
-            installed: true,
-            lifecycle_at: 0,
-            erase_due_at: None,
-            created_at: 0,
-            updated_at: 0,
-        }
+        shop::Model::example()
     }
 
     fn at(minutes: i64) -> DateTime<Utc> {
