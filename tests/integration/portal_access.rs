@@ -281,11 +281,61 @@ async fn every_submission_is_checked_again(app: TestApp) {
 /// The scenarios that need a real SMTP server and the SMS gateway.
 mod with_gateways {
     use super::*;
+    use crate::sms_gateway::{Signing, report};
 
     crate::with_each_backend!(
+        the_status_says_what_the_sms_service_reported,
         cancelling_a_queued_invitation_stops_its_delivery,
         two_staff_members_inviting_at_once_get_one_invitation_and_the_truth,
     );
+
+    async fn the_status_says_what_the_sms_service_reported(backend: Backend) {
+        let stack = Stack::start(backend).await;
+        let app = &stack.app;
+        let look = |customer: Value| async move {
+            app.access(&access_invoked("shop_1", &customer, "int_look")).await
+        };
+        assert_eq!(code(&app.submit("shop_1", &jana(), "int_jana", "sms").await), "invitation_sent");
+        let sms = stack.sms.wait_for(1).await.remove(0);
+        let status = text_of(&look(jana()).await, "status").to_owned();
+        assert!(
+            status.contains(
+                "Sent on Mon 23 Nov 2026 at 8:00 PM AEST; the SMS service hasn't confirmed delivery to the \
+                 phone yet."
+            ),
+            "{status}"
+        );
+        app.advance(TimeDelta::minutes(2));
+        assert_eq!(report(&sms, "delivered", None, Signing::Genuine).await.status().as_u16(), 204);
+        let answer = look(jana()).await;
+        assert!(
+            text_of(&answer, "status").contains("Delivered to the phone on Mon 23 Nov 2026 at 8:02 PM AEST."),
+            "{answer}"
+        );
+        assert!(text_of(&answer, "history").contains("8:02 PM AEST: invitation delivered (SMS)"), "{answer}");
+
+        // Another customer's phone is off: the invitation failed, in plain words, and may be sent anew.
+        let ola = customer("cus_ola", Some("ola@example.com"), Some("+61412000111"), 1);
+        assert_eq!(code(&app.submit("shop_1", &ola, "int_ola", "sms").await), "invitation_sent");
+        let sms = stack.sms.wait_for(2).await.remove(1);
+        assert_eq!(report(&sms, "undelivered", Some("30003"), Signing::Genuine).await.status().as_u16(), 204);
+        let answer = look(ola.clone()).await;
+        assert_eq!(
+            level_and_code(&answer),
+            ("message", "info", "portal_status"),
+            "nothing to offer: {answer}"
+        );
+        assert!(
+            text_of(&answer, "").contains(
+                "Not delivered (Mon 23 Nov 2026 at 8:02 PM AEST): the mobile number could not receive SMS \
+                 (the phone was switched off or out of coverage). Its link no longer works, so a new \
+                 invitation can be sent."
+            ),
+            "{answer}"
+        );
+        let again = app.invoke("shop_1", &ola).await;
+        assert_eq!(again["response_action"], "open_dialog", "{again}");
+    }
 
     async fn cancelling_a_queued_invitation_stops_its_delivery(backend: Backend) {
         let stack = Stack::start(backend).await;
