@@ -38,6 +38,17 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // The day-later look-up reads SMS accepted within a window of days: by channel and time.
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_outbox_channel_sent_at")
+                    .table(Outbox::Table)
+                    .col(Outbox::Channel)
+                    .col(Outbox::SentAt)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()
@@ -157,6 +168,8 @@ impl MigrationTrait for Migration {
 #[derive(DeriveIden)]
 enum Outbox {
     Table,
+    Channel,
+    SentAt,
     ProviderRef,
     ReportStatus,
     ReportError,
