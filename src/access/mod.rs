@@ -12,21 +12,22 @@ pub mod standing;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::invitations::standing::LinkState;
 use crate::{
-    accounts::{reset::RESETS_PER_HOUR, sessions, throttle::Keys},
+    accounts::{
+        reset::{self, NotSent, RESETS_PER_HOUR},
+        sessions,
+        throttle::Keys,
+    },
     audit::{self, Event},
-    clock::to_millis,
     config::PortalSettings,
-    domain::{Channel, EmailAddress, ShopId, StaffMember},
-    entities::{customer, token},
+    domain::{Channel, CustomerId, EmailAddress, ShopId, StaffMember},
+    entities::customer,
     identity,
-    invitations::state,
+    invitations::{standing::LinkState, state},
     outbox::{self, Link, MessageKind, NewMessage},
     sealing::Sealer,
-    tokens::{self, NewToken, Purpose},
 };
 pub use standing::Standing;
 use standing::load;
@@ -141,7 +142,7 @@ impl PortalAccess {
         let standing = load(conn, &self.readers(), shop_id, customer_id, now).await?;
         let profile = standing::profile(conn, shop_id, customer_id).await?;
         let resets = match &standing.account {
-            Some(account) => resets_in_last_hour(conn, &account.id, now).await?,
+            Some(account) => reset::resets_in_last_hour(conn, &account.id, now).await?,
             None => 0,
         };
         let resets_capped = resets >= RESETS_PER_HOUR;
@@ -190,23 +191,15 @@ impl PortalAccess {
         if account.password_set_at.is_none() {
             return Ok(Err(NotDone::NoPassword));
         }
-        if resets_in_last_hour(conn, &account.id, now).await? >= RESETS_PER_HOUR {
-            return Ok(Err(NotDone::ResetsCapped));
-        }
+        let minted =
+            match reset::mint_link_for_customer(conn, shop_id, customer_id, self.reset_ttl, now).await? {
+                Ok(minted) => minted,
+                Err(NotSent::Capped) => return Ok(Err(NotDone::ResetsCapped)),
+                Err(NotSent::NoAccount) => return Ok(Err(NotDone::NoAccount)),
+            };
         let expires_at = now + TimeDelta::from_std(self.reset_ttl).unwrap_or(TimeDelta::hours(1));
-        let (token_id, token) = tokens::issue(
-            conn,
-            NewToken {
-                shop_id,
-                account_id: &account.id,
-                purpose: Purpose::Reset,
-                invitation_id: None,
-                expires_at,
-            },
-            now,
-        )
-        .await?;
-        let customer_id = crate::domain::CustomerId::from_stored(customer_id.to_owned());
+        let customer_id = CustomerId::from_stored(customer_id.to_owned());
+        let link = Link { token_id: &minted.token_id, token: &minted.token, sealer: &self.sealer };
         outbox::enqueue(
             conn,
             NewMessage {
@@ -214,9 +207,9 @@ impl PortalAccess {
                 customer_id: Some(&customer_id),
                 kind: MessageKind::PasswordReset,
                 channel: Channel::Email,
-                recipient: email.as_str(),
+                recipient: &minted.recipient,
                 invitation_id: None,
-                link: Some(Link { token_id: &token_id, token: &token, sealer: &self.sealer }),
+                link: Some(link),
             },
             None,
             now,
@@ -283,17 +276,4 @@ async fn cancel_invitation<C: ConnectionTrait>(
 
 fn profile_email(profile: Option<&customer::Model>) -> Option<EmailAddress> {
     profile.and_then(|c| c.email.as_deref()).and_then(|e| EmailAddress::parse(e).ok())
-}
-
-async fn resets_in_last_hour<C: ConnectionTrait>(
-    conn: &C,
-    account_id: &str,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    token::Entity::find()
-        .filter(token::Column::AccountId.eq(account_id))
-        .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
-        .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
-        .count(conn)
-        .await
 }

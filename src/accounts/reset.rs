@@ -142,25 +142,67 @@ pub async fn mint_link_for_request<C: ConnectionTrait>(
     ttl: Duration,
     now: DateTime<Utc>,
 ) -> Result<Result<MintedLink, NotSent>, DbErr> {
-    let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::hours(1));
-    let mut find = portal_account::Entity::find()
+    let find = portal_account::Entity::find()
         .filter(portal_account::Column::ShopId.eq(shop_id.as_str()))
         .filter(portal_account::Column::Username.eq(typed));
+    let minted = mint_for(txn, find, shop_id, ttl, now).await?;
+    if let Ok(minted) = &minted {
+        // The customer's own request (a staff member's is recorded where the staff act is).
+        audit::record(txn, shop_id.as_str(), &minted.customer_id, Event::ResetRequested, None, now).await?;
+    }
+    Ok(minted)
+}
+
+/// Mints a reset link for the customer's account at a staff member's request: the same lock, the
+/// same hourly cap and the same recipient as a customer's own request.
+pub async fn mint_link_for_customer<C: ConnectionTrait>(
+    txn: &C,
+    shop_id: &ShopId,
+    customer_id: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Result<MintedLink, NotSent>, DbErr> {
+    let find = portal_account::Entity::find()
+        .filter(portal_account::Column::ShopId.eq(shop_id.as_str()))
+        .filter(portal_account::Column::CustomerId.eq(customer_id));
+    mint_for(txn, find, shop_id, ttl, now).await
+}
+
+/// Reset links the account was sent in the hour before `now`.
+pub async fn resets_in_last_hour<C: ConnectionTrait>(
+    conn: &C,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    token::Entity::find()
+        .filter(token::Column::AccountId.eq(account_id))
+        .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
+        .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
+        .count(conn)
+        .await
+}
+
+/// The account `find` selects, locked, gets a reset token lasting `ttl` if under the hourly cap; the
+/// link goes to the customer's email as it is now.
+async fn mint_for<C: ConnectionTrait>(
+    txn: &C,
+    mut find: sea_orm::Select<portal_account::Entity>,
+    shop_id: &ShopId,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Result<MintedLink, NotSent>, DbErr> {
+    let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::hours(1));
     if txn.get_database_backend() == DbBackend::Postgres {
-        // Requests for one account are decided one at a time, so the hourly cap holds when several
-        // are attempted at once (SQLite has its single writer).
+        // Resets for one account are decided one at a time, so the hourly cap holds when several
+        // are attempted at once, and an email change (which locks the account too) either comes
+        // first, and the link goes to the new address, or kills the link it finds (SQLite has its
+        // single writer).
         find = find.lock_exclusive();
     }
     let Some(account) = find.one(txn).await? else {
         return Ok(Err(NotSent::NoAccount));
     };
-    let recent = token::Entity::find()
-        .filter(token::Column::AccountId.eq(account.id.as_str()))
-        .filter(token::Column::Purpose.eq(Purpose::Reset.as_str()))
-        .filter(token::Column::CreatedAt.gt(to_millis(now - TimeDelta::hours(1))))
-        .count(txn)
-        .await?;
-    if recent >= RESETS_PER_HOUR {
+    if resets_in_last_hour(txn, &account.id, now).await? >= RESETS_PER_HOUR {
         return Ok(Err(NotSent::Capped));
     }
     let (token_id, token) = tokens::issue(
@@ -179,7 +221,5 @@ pub async fn mint_link_for_request<C: ConnectionTrait>(
         .one(txn)
         .await?;
     let recipient = customer.and_then(|c| c.email).unwrap_or_else(|| account.username.clone());
-    // The customer's own request (a staff member's is recorded where the staff act is).
-    audit::record(txn, shop_id.as_str(), &account.customer_id, Event::ResetRequested, None, now).await?;
     Ok(Ok(MintedLink { token_id, token, customer_id: account.customer_id, recipient }))
 }

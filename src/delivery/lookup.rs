@@ -56,12 +56,15 @@ async fn round(delivery: &Delivery) -> Result<(usize, Option<String>), DbErr> {
                 looked_up += 1;
                 continue;
             }
-            LookedUp::Unreachable(reason) => {
+            stopped @ (LookedUp::Unreachable(_) | LookedUp::NoGateway) => {
                 let id = message.id.clone();
                 db.write(move |txn| Box::pin(async move { outbox::release_look_up(txn, &id).await })).await?;
-                return Ok((looked_up, Some(reason)));
+                let reason = match stopped {
+                    LookedUp::Unreachable(reason) => Some(reason),
+                    _ => None,
+                };
+                return Ok((looked_up, reason));
             }
-            LookedUp::NoGateway => return Ok((looked_up, None)),
         };
         let now = delivery.clock.now();
         db.write(move |txn| {

@@ -18,8 +18,8 @@ use poem::{
 
 use super::Delivery;
 use crate::{
-    invitations::state,
-    links, outbox,
+    invitations::state::{self, Reported},
+    links,
     twilio::{self, UnreadableReport},
 };
 
@@ -156,24 +156,12 @@ async fn receive(delivery: &Delivery, request: &Request, body: Body) -> Result<(
             .find(|(name, _)| name == "message")
             .map(|(_, v)| v.into_owned())
     });
-    let now = delivery.clock.now();
-    let sid = report.sid.clone();
-    let applied = delivery
-        .db
-        .write(move |txn| {
-            Box::pin(async move {
-                let Some(message) = outbox::message_reported(txn, &report.sid, named.as_deref()).await?
-                else {
-                    return Ok(None);
-                };
-                let advanced = state::record_sms_report(txn, &message, &report, now).await?;
-                Ok::<_, sea_orm::DbErr>(Some((message.id, report.status, advanced)))
-            })
-        })
+    let (sid, status) = (report.sid.clone(), report.status.clone());
+    let applied = state::apply_sms_report(&delivery.db, report, named, delivery.clock.now())
         .await
         .map_err(|e| ReportRefused::Internal(e.to_string()))?;
     match applied {
-        Some((message_id, status, advanced)) => {
+        Some(Reported { message_id, advanced }) => {
             tracing::info!(%message_id, %status, outcome = ?advanced, "SMS status report")
         }
         None => tracing::info!(%sid, "a status report about a message we do not know, ignored"),

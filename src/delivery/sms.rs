@@ -134,7 +134,10 @@ impl SmsGateway {
             }
         };
         let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        // Our credentials refused (a rotated auth token, say) is our fault, not the message's: the
+        // one look-up it gets is kept for when the gateway answers.
+        let ours = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+        if ours || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return LookedUp::Unreachable(format!("SMS gateway answered {status}"));
         }
         if !status.is_success() {

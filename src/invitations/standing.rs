@@ -82,7 +82,7 @@ pub async fn load<C: ConnectionTrait>(
         None => LinkState::Dead,
     };
     Ok(InvitationStanding {
-        delivery: delivery(&row, message.as_ref(), channel),
+        delivery: delivery(&row, message.as_ref(), channel, link),
         answered: row.answer.is_some() || row.interaction_id.is_none(),
         interaction_id: row.interaction_id,
         id: row.id,
@@ -94,7 +94,12 @@ pub async fn load<C: ConnectionTrait>(
     })
 }
 
-fn delivery(row: &invitation::Model, message: Option<&outbox_message::Model>, channel: Channel) -> Delivery {
+fn delivery(
+    row: &invitation::Model,
+    message: Option<&outbox_message::Model>,
+    channel: Channel,
+    link: LinkState,
+) -> Delivery {
     let Some(message) = message else {
         return match (row.sent_at, row.failed_at) {
             (_, Some(at)) => failed_delivery(row, None, from_millis(at)),
@@ -108,9 +113,15 @@ fn delivery(row: &invitation::Model, message: Option<&outbox_message::Model>, ch
     }
     let reported = message.reported_at.map(from_millis);
     match (OutboxStatus::of(message), message.report_status.as_deref()) {
-        (_, Some("undelivered" | "failed")) => {
-            failed_delivery(row, Some(message), reported.unwrap_or_else(|| from_millis(message.created_at)))
-        }
+        (_, Some("undelivered" | "failed")) => match link {
+            // The gateway said it failed, but the customer used its link: it arrived, by then at least.
+            LinkState::Used { at } => Delivery::SmsDelivered { at },
+            _ => failed_delivery(
+                row,
+                Some(message),
+                reported.unwrap_or_else(|| from_millis(message.created_at)),
+            ),
+        },
         (_, Some("delivered")) => {
             Delivery::SmsDelivered { at: reported.unwrap_or_else(|| from_millis(message.created_at)) }
         }

@@ -21,7 +21,7 @@ use crate::{
 
 mod receipts;
 use receipts::audit_delivery;
-pub use receipts::record_sms_report;
+pub use receipts::{Reported, apply_sms_report, record_sms_report};
 
 /// Where an invitation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

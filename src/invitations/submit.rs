@@ -50,6 +50,11 @@ const INLINE_BUDGET: Duration = Duration::from_millis(2000);
 /// How long a repeated submission waits for the first one's outcome (the host waits 3 s in all).
 const ANSWER_WAIT: Duration = Duration::from_millis(2500);
 
+/// How long after its issue an invitation's first attempt may still be under way.
+fn first_attempt_window() -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(ANSWER_WAIT).unwrap_or(chrono::TimeDelta::seconds(3))
+}
+
 /// A future the host's side returns, borrowing the transaction.
 pub type HostFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 't>>;
 
@@ -239,7 +244,11 @@ async fn decide(
                     // Two staff members at the same moment: the other one's invitation is issued and
                     // its first attempt is under way. Its outcome is known within the host's budget,
                     // so the loser is told the truth (delivered or not), not "still being retried".
-                    Err(Refusal::AlreadyInvited(other)) if patient && !other.answered => {
+                    // (Only while it is young: one whose submission died before answering would
+                    // otherwise make every later submission wait.)
+                    Err(Refusal::AlreadyInvited(other))
+                        if patient && !other.answered && now - other.invited_at < first_attempt_window() =>
+                    {
                         return Err(Stop::WaitForOther);
                     }
                     Err(refusal) => return refuse(Outcome::Refused(refusal)).await,

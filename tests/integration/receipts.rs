@@ -256,7 +256,12 @@ async fn a_failed_report_after_the_link_was_used_leaves_the_invitation_sent(back
     assert_eq!(invitation_status(app).await, ["sent"], "the message evidently arrived");
     assert_eq!(events(app, "delivery_failed", "").await, 0);
     assert_eq!(report_status(app).await.as_deref(), Some("failed"), "the report is kept as it came");
-    assert_eq!(code(&app.invoke("shop_1", &jana()).await), "invitation_already_sent");
+    let click = app.invoke("shop_1", &jana()).await;
+    assert_eq!(code(&click), "invitation_already_sent");
+    // Staff read that it arrived (its link was used), not that it failed.
+    let said = click["message"]["text"].as_str().unwrap();
+    assert!(said.contains("Delivered to the phone on") && said.contains("used the set-up link"), "{said}");
+    assert!(!said.contains("Not delivered"), "{said}");
 }
 
 async fn a_report_that_outruns_the_gateways_answer_still_finds_its_message(backend: Backend) {

@@ -126,11 +126,44 @@ where
         + Copy
         + 'static,
 {
+    // Two submissions of one interaction at once (PostgreSQL): the loser's transaction rolls back on
+    // the interaction's key, and the second try finds the winner's answer.
+    let mut raced = false;
+    loop {
+        match attempt(ctx, message, action, shop_id, step).await {
+            Ok((answer, acted)) => {
+                if matches!(acted, Acted::Queued) {
+                    ctx.wake_sender.notify_one();
+                }
+                return Ok(answer);
+            }
+            Err(Clicked::InProgress) => return wait_for_message_answer(ctx, &message.verified.id).await,
+            Err(Clicked::Raced) if !raced => raced = true,
+            Err(Clicked::Raced) => return Err(HostError::Busy),
+            Err(Clicked::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// One try of [`run`]'s transaction.
+async fn attempt<T, F>(
+    ctx: &HostContext,
+    message: &SignedMessage<T>,
+    action: &Action,
+    shop_id: &ShopId,
+    step: F,
+) -> Result<(StoredAnswer, Acted), Clicked>
+where
+    F: for<'t> Fn(&'t HostContext, &'t DatabaseTransaction, &'t World, &'t Action, DateTime<Utc>) -> Step<'t>
+        + Send
+        + Sync
+        + Copy
+        + 'static,
+{
     let now = ctx.clock.now();
     let id = message.verified.id.clone();
     let (action, shop_id, ctx_owned) = (action.clone(), shop_id.clone(), ctx.clone());
-    let result = ctx
-        .db
+    ctx.db
         .write(move |txn| {
             Box::pin(async move {
                 let world = match world::open(txn, &id, &action, &shop_id, now).await? {
@@ -153,18 +186,7 @@ where
                 Ok((stored, acted))
             })
         })
-        .await;
-    match result {
-        Ok((answer, acted)) => {
-            if matches!(acted, Acted::Queued) {
-                ctx.wake_sender.notify_one();
-            }
-            Ok(answer)
-        }
-        Err(Clicked::InProgress) => wait_for_message_answer(ctx, &message.verified.id).await,
-        Err(Clicked::Raced) => Err(HostError::Busy),
-        Err(Clicked::Failed(e)) => Err(e),
-    }
+        .await
 }
 
 fn close_if_submitted(action: &Action, response: ActionResponse) -> ActionResponse {

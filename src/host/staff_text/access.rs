@@ -4,6 +4,7 @@
 use super::{Audience, by, capitalised, status};
 use crate::{
     access::{Choice, Done, NotDone, Overview, Standing},
+    accounts::reset::RESETS_PER_HOUR,
     host::dialog::{ActionResponse, Dialog, DialogField, DialogOption, Level, OpenDialog},
 };
 
@@ -31,7 +32,10 @@ pub fn overview(overview: &Overview, audience: &Audience<'_>) -> ActionResponse 
     }
     let mut text = status::status(standing, audience);
     if overview.resets_capped {
-        text.push_str(" A password-reset link was already emailed 3 times in the last hour, so no more can be sent now.");
+        text.push_str(&format!(
+            " A password-reset link was already emailed {RESETS_PER_HOUR} times in the last hour, so no more can \
+             be sent now."
+        ));
     }
     if overview.choices.is_empty() {
         return ActionResponse::message(Level::Info, "portal_status", text);
@@ -127,11 +131,11 @@ pub fn not_done(not_done: &NotDone, standing: &Standing, audience: &Audience<'_>
             format!("Nothing was sent: {name} hasn't set a password yet, so there is none to reset. {now}"),
         ),
         NotDone::ResetsCapped => (
-            Level::Error,
+            Level::Info,
             "portal_status",
             format!(
-                "Nothing was sent: a password-reset link was already emailed 3 times in the last hour. Ask \
-                 {name} to check their inbox and spam folder, or try again later."
+                "Nothing was sent: a password-reset link was already emailed {RESETS_PER_HOUR} times in the \
+                 last hour. Ask {name} to check their inbox and spam folder, or try again later."
             ),
         ),
         NotDone::NothingToCancel => {

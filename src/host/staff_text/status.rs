@@ -69,8 +69,10 @@ fn delivery(invitation: &InvitationStanding, audience: &Audience<'_>) -> String 
             format!("Not delivered ({}): {}.", audience.at(at), failure(channel, reason))
         }
         Delivery::Cancelled { at, by_staff: true } => format!("Cancelled by staff on {}.", audience.at(at)),
+        // The reasons vary (the address changed, the plugin was removed, the link ran out before it
+        // could go): say what is certain.
         Delivery::Cancelled { at, by_staff: false } => {
-            format!("Withdrawn on {} because the customer profile changed.", audience.at(at))
+            format!("Withdrawn on {} before it went out.", audience.at(at))
         }
         Delivery::Unknown => String::new(),
     }
@@ -274,7 +276,7 @@ mod tests {
         );
         assert!(
             line(Delivery::Cancelled { at: at(5), by_staff: false }, failed)
-                .contains("because the customer profile changed")
+                .contains("Withdrawn on Wed 2 Dec 2026 at 9:05 AM AEST before it went out.")
         );
         let expired = invitation_line(
             &sms(Delivery::SmsDelivered { at: at(1) }, LinkState::Expired { at: at(9) }, sent),

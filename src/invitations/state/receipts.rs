@@ -9,12 +9,42 @@ use super::{InvitationStatus, link_used};
 use crate::{
     audit::{self, Event},
     clock::to_millis,
+    db::Database,
     domain::{Channel, DeliveryFailure},
     entities::{invitation, outbox_message, token},
     outbox::{self, Advanced, MessageKind},
     tokens,
     twilio::{MessageStatus, StatusReport},
 };
+
+/// What a verified report did.
+#[derive(Debug)]
+pub struct Reported {
+    /// The outbox row it was about.
+    pub message_id: String,
+    pub advanced: Advanced,
+}
+
+/// A verified report from the gateway, in one transaction of its own: its message found by the
+/// sid (or, when the report outran our record of the sid, by the message its callback URL names),
+/// and the report kept and applied ([`record_sms_report`]). `None` for a message we do not know.
+pub async fn apply_sms_report(
+    db: &Database,
+    report: StatusReport,
+    named: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Option<Reported>, DbErr> {
+    db.write(move |txn| {
+        Box::pin(async move {
+            let Some(message) = outbox::message_reported(txn, &report.sid, named.as_deref()).await? else {
+                return Ok(None);
+            };
+            let advanced = record_sms_report(txn, &message, &report, now).await?;
+            Ok(Some(Reported { message_id: message.id, advanced }))
+        })
+    })
+    .await
+}
 
 /// Keeps the gateway's verified report on an SMS (contract §10) and applies what it means, in the
 /// caller's transaction. A copy of a report already kept does nothing at all; a report of a stage
@@ -62,7 +92,7 @@ async fn fail_undelivered<C: ConnectionTrait>(
     if link_used(conn, token_id).await? {
         return Ok(false);
     }
-    invitation::Entity::update_many()
+    let failed = invitation::Entity::update_many()
         .col_expr(invitation::Column::Status, Expr::value(InvitationStatus::Failed.as_str()))
         .col_expr(
             invitation::Column::Failure,
@@ -76,7 +106,8 @@ async fn fail_undelivered<C: ConnectionTrait>(
         )
         .exec(conn)
         .await?;
-    Ok(true)
+    // Nothing changed for an invitation already failed (cancelled by staff, say): no event for it.
+    Ok(failed.rows_affected == 1)
 }
 
 /// Appends an event about an invitation's message to its customer's audit trail (other messages'
