@@ -160,13 +160,22 @@ pub async fn release_look_up<C: ConnectionTrait>(conn: &C, message_id: &str) -> 
     Ok(())
 }
 
-/// Erases the reports about these messages (they go with the messages).
-pub(super) async fn erase_for<C: ConnectionTrait>(conn: &C, message_ids: Vec<String>) -> Result<(), DbErr> {
-    if message_ids.is_empty() {
-        return Ok(());
-    }
+/// Erases the reports about the customer's messages (they go with the messages), in one statement
+/// however many there are.
+pub(super) async fn erase_for_customer<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: &str,
+    customer_id: &str,
+) -> Result<(), DbErr> {
+    let messages = sea_orm::sea_query::Query::select()
+        .column(outbox_message::Column::Id)
+        .from(outbox_message::Entity)
+        .and_where(outbox_message::Column::ShopId.eq(shop_id))
+        .and_where(outbox_message::Column::CustomerId.eq(customer_id))
+        .to_owned();
     sms_report::Entity::delete_many()
-        .filter(sms_report::Column::OutboxId.is_in(message_ids))
+        .filter(sms_report::Column::ShopId.eq(shop_id))
+        .filter(sms_report::Column::OutboxId.in_subquery(messages))
         .exec(conn)
         .await?;
     Ok(())

@@ -2,7 +2,7 @@
 //! before they went, the look-ups that find them, and erasure.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::{MessageKind, OutboxStatus};
 use crate::{clock::to_millis, entities::outbox_message};
@@ -91,15 +91,7 @@ pub async fn erase_customer<C: ConnectionTrait>(
     shop_id: &str,
     customer_id: &str,
 ) -> Result<(), DbErr> {
-    let ids: Vec<String> = outbox_message::Entity::find()
-        .select_only()
-        .column(outbox_message::Column::Id)
-        .filter(outbox_message::Column::ShopId.eq(shop_id))
-        .filter(outbox_message::Column::CustomerId.eq(customer_id))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    super::reports::erase_for(conn, ids).await?;
+    super::reports::erase_for_customer(conn, shop_id, customer_id).await?;
     outbox_message::Entity::delete_many()
         .filter(outbox_message::Column::ShopId.eq(shop_id))
         .filter(outbox_message::Column::CustomerId.eq(customer_id))

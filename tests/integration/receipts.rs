@@ -85,6 +85,12 @@ async fn a_delivered_report_keeps_the_invitation_sent_and_records_delivered(back
     assert_eq!(app.count(&numbers).await, 0);
     // Still sent: no second invitation.
     assert_eq!(code(&app.invoke("shop_1", &jana()).await), "invitation_already_sent");
+    // The reports go with the customer; another customer's stay.
+    let ola = customer("cus_ola", Some("ola@example.com"), Some("+61412000111"), 1);
+    assert_eq!(code(&app.submit("shop_1", &ola, "int_ola", "sms").await), "invitation_sent");
+    reported(&stack.sms.wait_for(2).await.remove(1), "delivered", None).await;
+    app.deliver(&customer_deleted("shop_1", "cus_456", 9)).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM sms_reports").await, 1);
 }
 
 async fn an_undelivered_report_fails_the_invitation_kills_its_link_and_a_new_one_may_be_sent(
