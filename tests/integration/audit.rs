@@ -75,6 +75,14 @@ async fn count_events(app: &TestApp, event: &str) -> i64 {
 async fn the_trail_tells_the_customers_story_and_only_the_erasure_outlives_them(app: TestApp) {
     let setup_link = invite(&app, "shop_1", "cus_1", EMAIL).await;
     assert_eq!(story(&app, "cus_1").await, [] as [&str; 0]);
+    // The star-menu action's part: who invited and how, then the mail server's acceptance.
+    let entries = trail(&app, "shop_1", "cus_1").await;
+    let events: Vec<&str> = entries.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events, ["invited", "delivered"]);
+    let by = entries[0].by.as_ref().map(|b| (b.id.as_str(), b.name.as_str()));
+    assert_eq!(by, Some(("usr_9", "Sam (front desk)")));
+    assert_eq!((entries[0].channel(), entries[1].channel()), (Some(Channel::Email), Some(Channel::Email)));
+    assert_eq!(entries[1].by, None, "a delivery is nobody's act");
 
     // The password set with the invitation's link.
     app.advance(TimeDelta::minutes(5));
@@ -130,6 +138,8 @@ async fn the_trail_tells_the_customers_story_and_only_the_erasure_outlives_them(
         story(&app, "cus_1").await,
         ["password_set", "logged_in", "login_slowed", "reset_requested", "reset_completed", "email_changed"]
     );
+    let whole: Vec<String> = trail(&app, "shop_1", "cus_1").await.into_iter().map(|e| e.event).collect();
+    assert_eq!(whole[..2], ["invited", "delivered"], "the whole trail, in order");
 
     // Nothing in the trail is an address, a number, a token or a password.
     let recorded = everything_recorded(&app).await.to_lowercase();
