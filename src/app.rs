@@ -261,7 +261,14 @@ impl App {
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
+        self.run_until_signal_then(|| {}).await
+    }
+
+    /// Like [`App::run_until_signal`], calling `stopping` the moment the signal arrives (to tell a
+    /// service manager before the grace period runs).
+    pub async fn run_until_signal_then(self, stopping: impl FnOnce()) -> std::io::Result<()> {
         shutdown_signal().await;
+        stopping();
         tracing::info!(
             grace_seconds = self.shutdown_grace.as_secs(),
             "stopping: /readyz answers 503, no new sends start, sends in flight may finish"

@@ -8,6 +8,8 @@ mod audit;
 mod demo;
 pub mod host_client;
 pub mod host_messages;
+mod probe;
+mod service_manager;
 mod simulate;
 pub mod standin_portal;
 
@@ -78,6 +80,11 @@ pub enum Command {
     /// Manage the RSA keys ID tokens are signed with (generated on first start, kept in the database).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check that a running instance is ready: exit 0 when its /readyz answers 200, 1 otherwise.
+    ///
+    /// For health checks: systemd, a container's HEALTHCHECK, a load balancer's script. Reads
+    /// PORTAL_LISTEN (or --url) to find the instance.
+    Probe(probe::ProbeArgs),
     /// Check a plugin manifest against the host contract (default: the one built into this binary).
     CheckManifest {
         /// The manifest file to check instead of the built-in one.
@@ -128,6 +135,7 @@ pub fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Simulate(args) => with_runtime(simulate::run(*args)),
+        Command::Probe(args) => with_runtime(probe::run(args)),
         Command::Migrate { status } => with_runtime(migrate(cli.config, status)),
         Command::Keys(KeysCommand::Rotate) => with_runtime(rotate_keys(cli.config)),
         Command::Audit(args) => match load_settings(cli.config) {
@@ -161,13 +169,16 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
     };
     let _log = telemetry::init(&settings.log_filter, settings.log_format);
     match App::start(settings, Clock::system()).await {
-        Ok(app) => match app.run_until_signal().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: the server stopped: {e}");
-                ExitCode::FAILURE
+        Ok(app) => {
+            service_manager::ready(app.local_addr());
+            match app.run_until_signal_then(service_manager::stopping).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: the server stopped: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Err(e @ (StartError::Setting(_) | StartError::Delivery(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

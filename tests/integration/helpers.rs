@@ -238,6 +238,11 @@ impl TestApp {
         self.app.as_ref().expect("the service is running").jobs()
     }
 
+    /// The first step of a shutdown: `/readyz` answers `503` from now on.
+    pub fn announce_shutdown(&self) {
+        self.app.as_ref().expect("the service is running").announce_shutdown();
+    }
+
     /// The URL of the test's database.
     pub fn database_url(&self) -> String {
         self.database.as_ref().expect("the database is still attached").url.clone()

@@ -14,6 +14,7 @@ mod layers;
 mod lifecycle;
 mod links;
 mod oidc;
+mod operations;
 mod platform;
 mod portal;
 mod portal_access;
