@@ -93,9 +93,11 @@ impl MetricsServer {
     }
 }
 
+/// The process's recorder, once an app asked for it.
+static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
 /// The process's recorder, installed the first time it is asked for.
 fn handle() -> Result<PrometheusHandle, String> {
-    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
@@ -140,6 +142,10 @@ async fn scrape(Data(scrape): Data<&Scrape>) -> poem::Response {
 /// One answered request, called by the access log with what it logs: the route pattern (never
 /// the raw path), the method and the status.
 pub fn count_request(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+    // The labels are built before a recorder is asked, so without one this stops before building them.
+    if !HANDLE.get().is_some_and(Result::is_ok) {
+        return;
+    }
     let method = match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
