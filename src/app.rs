@@ -40,6 +40,7 @@ use crate::{
     links,
     maintenance::{self, Jobs},
     manifest::{self, Manifest},
+    metrics::MetricsServer,
     oidc,
     portal::{
         self, PortalContext, PortalParts,
@@ -76,6 +77,9 @@ pub enum StartError {
         "cannot listen on {addr}: {cause}; is another process using it? Set PORTAL_LISTEN to a free address"
     )]
     Listen { addr: SocketAddr, cause: std::io::Error },
+    /// The metrics listener could not be started.
+    #[error("{0}")]
+    Metrics(String),
 }
 
 /// A running service.
@@ -92,6 +96,8 @@ pub struct App {
     stop_server: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    /// `PORTAL_METRICS_LISTEN`'s listener, when set; closed with the public one.
+    metrics: Option<MetricsServer>,
 }
 
 impl App {
@@ -212,6 +218,14 @@ impl App {
         );
         let (stop_background, stopped) = watch::channel(false);
         let (stop_server, mut server_stopped) = watch::channel(false);
+        let metrics = match settings.metrics_listen {
+            Some(addr) => Some(
+                MetricsServer::start(addr, db.clone(), jobs.clock.clone(), server_stopped.clone())
+                    .await
+                    .map_err(StartError::Metrics)?,
+            ),
+            None => None,
+        };
         let server = tokio::spawn(async move {
             Server::new_with_acceptor(acceptor)
                 .run_with_graceful_shutdown(
@@ -241,12 +255,18 @@ impl App {
             stop_server,
             server,
             background,
+            metrics,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The metrics listener's address, when `PORTAL_METRICS_LISTEN` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// The database (tests read it).
@@ -312,6 +332,9 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(metrics) = self.metrics {
+            metrics.stopped().await;
+        }
         // Every lease still held is given back (an abandoned send's, or a first attempt a request
         // began in the last moments), so the next instance sends those messages at once. Bounded: an
         // unreachable database must not hold the exit.

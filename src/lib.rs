@@ -24,6 +24,7 @@ pub mod invitations;
 pub mod links;
 pub mod maintenance;
 pub mod manifest;
+pub mod metrics;
 pub mod oidc;
 pub mod outbox;
 pub mod portal;

@@ -77,6 +77,7 @@ impl<E: Endpoint> Endpoint for AccessLogEndpoint<E> {
             Err(_) => (status.unwrap_or_default(), route),
         };
         let route = route.filter(|r| !r.is_empty()).unwrap_or_else(|| "(unmatched)".to_owned());
+        crate::metrics::count_request(&method, &route, status, started.elapsed());
         tracing::info!(
             target: "portal_invites::access",
             %method,

@@ -61,16 +61,23 @@ pub struct Admission {
 impl Admission {
     /// Waits (at most [`MAX_WAIT`]) for a place in the hashing queue.
     pub async fn turn(self) -> Result<Turn, Busy> {
-        match tokio::time::timeout(MAX_WAIT, self.permits.clone().acquire_owned()).await {
+        let waiting = std::time::Instant::now();
+        let turn = match tokio::time::timeout(MAX_WAIT, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Turn { _permit: permit, _admission: self }),
             _ => Err(Busy),
+        };
+        metrics::histogram!("portal_password_hashing_wait_seconds").record(waiting.elapsed().as_secs_f64());
+        if turn.is_err() {
+            metrics::counter!("portal_password_hashing_busy_total", "stage" => "queue").increment(1);
         }
+        turn
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.admitted.fetch_sub(1, Ordering::SeqCst);
+        let before = self.admitted.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!("portal_password_hashing_admitted").set(before.saturating_sub(1) as f64);
     }
 }
 
@@ -178,8 +185,11 @@ impl Hasher {
         // Built before the check so that dropping it (refused or not) gives the place back.
         let admission = Admission { admitted: self.admitted.clone(), permits: self.permits.clone() };
         if before >= self.max_admitted {
+            metrics::counter!("portal_password_hashing_busy_total", "stage" => "admission").increment(1);
             return Err(Busy);
         }
+        metrics::counter!("portal_password_hashing_admissions_total").increment(1);
+        metrics::gauge!("portal_password_hashing_admitted").set((before + 1) as f64);
         Ok(admission)
     }
 

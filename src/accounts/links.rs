@@ -178,6 +178,9 @@ impl Accounts {
             .await?;
         // None: another submission used the link a moment earlier.
         let session = started.ok_or(AccountError::LinkInvalid)?;
+        if *purpose == Purpose::Setup {
+            metrics::counter!("portal_invitation_funnel_total", "step" => "activated").increment(1);
+        }
         tracing::info!(shop_id = %shop.id, account_id = %account.id, "password set");
         Ok(PasswordChange::Set { session, notice_queued })
     }

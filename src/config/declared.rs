@@ -315,6 +315,16 @@ pub const AUDIT_RETENTION: Setting<Days> = setting(
     Days { least: 1, most: 3650, example: "400d or 90d" },
 );
 
+/// Off unless set: the metrics are for the operator's scraper, never for the public port.
+pub const METRICS_LISTEN: Setting<Optional<Custom<SocketAddr>>> = setting(
+    "PORTAL_METRICS_LISTEN",
+    None,
+    "address and port of a separate listener serving Prometheus metrics at /metrics, e.g. 127.0.0.1:9464 (default: off)",
+    Optional(Custom(|text| {
+        text.parse().map_err(|_| "is not an address and port such as 127.0.0.1:9464".to_owned())
+    })),
+);
+
 /// Every setting, in the order `--help` and the README list them. Only these are read from the
 /// environment or accepted in the file.
 pub const SETTINGS: &[&SettingInfo] = &[
@@ -342,4 +352,5 @@ pub const SETTINGS: &[&SettingInfo] = &[
     &SEND_TIMEOUT.info,
     &SHUTDOWN_GRACE.info,
     &AUDIT_RETENTION.info,
+    &METRICS_LISTEN.info,
 ];

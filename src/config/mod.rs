@@ -111,6 +111,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// `PORTAL_AUDIT_RETENTION`.
     pub audit_retention: Duration,
+    /// `PORTAL_METRICS_LISTEN`; never the same as `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -151,6 +153,14 @@ impl Settings {
         let send_timeout = SEND_TIMEOUT.read(raw)?;
         let shutdown_grace = SHUTDOWN_GRACE.read(raw)?;
         let audit_retention = AUDIT_RETENTION.read(raw)?;
+        let metrics_listen = METRICS_LISTEN.read(raw)?;
+        if metrics_listen.is_some_and(|metrics| metrics == listen) {
+            return Err(SettingError::new(
+                METRICS_LISTEN.info.env,
+                "is the same address as PORTAL_LISTEN; the metrics are served on a listener of their own, \
+                 never on the public port",
+            ));
+        }
         let portal = PortalSettings {
             reset_ttl: RESET_TTL.read(raw)?,
             password_min_length,
@@ -175,6 +185,7 @@ impl Settings {
             send_timeout,
             shutdown_grace,
             audit_retention,
+            metrics_listen,
         })
     }
 

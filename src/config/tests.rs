@@ -52,6 +52,20 @@ fn the_audit_trail_is_kept_400_days_unless_set_between_a_day_and_ten_years() {
 }
 
 #[test]
+fn metrics_are_off_unless_an_address_other_than_the_public_one_is_set() {
+    assert_eq!(Settings::load(None, env(&[])).unwrap().metrics_listen, None);
+    assert_eq!(Settings::load(None, env(&[("PORTAL_METRICS_LISTEN", "  ")])).unwrap().metrics_listen, None);
+    let s = Settings::load(None, env(&[("PORTAL_METRICS_LISTEN", " 127.0.0.1:9464 ")])).unwrap();
+    assert_eq!(s.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    for refused in ["9464", "localhost:9464", "127.0.0.1", "127.0.0.1:99999", "127.0.0.1:8080"] {
+        let err = Settings::load(None, env(&[("PORTAL_METRICS_LISTEN", refused)])).unwrap_err();
+        assert_eq!(err.name, "PORTAL_METRICS_LISTEN", "{refused}");
+    }
+    let same = env(&[("PORTAL_LISTEN", "0.0.0.0:9000"), ("PORTAL_METRICS_LISTEN", "0.0.0.0:9000")]);
+    assert!(Settings::load(None, same).unwrap_err().message.contains("PORTAL_LISTEN"));
+}
+
+#[test]
 fn secrets_are_space_separated_and_never_printed() {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let other = WebhookSecret::generate();

@@ -95,6 +95,13 @@ pub(super) fn parse_smtp_url(text: &str) -> Result<Secret, String> {
 
 /// A filter as `tracing_subscriber` takes it, kept as text (the subscriber is built later).
 pub(super) fn parse_log_filter(text: &str) -> Result<String, String> {
+    // tracing-subscriber's parser panics on some non-ASCII text (it slices inside a character);
+    // targets and levels are ASCII, so such text is refused before it gets there.
+    if !text.is_ascii() {
+        return Err(
+            "is not a log filter (only ASCII is accepted); use e.g. info or portal_invites=debug,info".into(),
+        );
+    }
     tracing_subscriber::EnvFilter::try_new(text)
         .map_err(|e| format!("is not a log filter ({e}); use e.g. info or portal_invites=debug,info"))?;
     Ok(text.to_owned())

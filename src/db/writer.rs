@@ -137,6 +137,7 @@ async fn run(
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let _writer = gate.lock().await;
+        metrics::histogram!("portal_sqlite_write_batch_size").record(jobs.len() as f64);
         let txn = match begin(&conn).await {
             Ok(txn) => txn,
             Err(error) => {
@@ -156,7 +157,7 @@ async fn run(
             let commit = if done.failed() {
                 txn.rollback().await.map_err(|e| e.to_string())
             } else {
-                txn.commit().await.map_err(|e| e.to_string())
+                timed_commit(txn).await
             };
             done.finish(commit);
             continue;
@@ -194,12 +195,21 @@ async fn run(
                 let _ = txn.rollback().await;
                 Err(error)
             }
-            None => txn.commit().await.map_err(|e| e.to_string()),
+            None => timed_commit(txn).await,
         };
         for finished in done {
             finished.finish(commit.clone());
         }
     }
+}
+
+/// Commits the group, timing it: the `fsync` is most of a write's cost, so its time is what the
+/// commit histogram shows.
+async fn timed_commit(txn: DatabaseTransaction) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let committed = txn.commit().await.map_err(|e| e.to_string());
+    metrics::histogram!("portal_sqlite_commit_seconds").record(started.elapsed().as_secs_f64());
+    committed
 }
 
 /// Runs one job, or `None` if it panicked (its caller's reply is dropped with it: the caller hears

@@ -139,7 +139,15 @@ impl<'a, T: Type> ApiExtractor<'a> for SignedMessage<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        Self::check(request, body).await.map_err(poem::Error::from)
+        Self::check(request, body)
+            .await
+            .inspect_err(|error| {
+                // Refused before its type could be trusted; counted with the webhooks when it was one.
+                if request.original_uri().path() == "/webhooks" {
+                    super::webhooks::count_webhook("unverified", "rejected", error.reason_class());
+                }
+            })
+            .map_err(poem::Error::from)
     }
 }
 

@@ -48,6 +48,23 @@ pub enum HostError {
     Internal(String),
 }
 
+impl HostError {
+    /// Why a call was refused, as one of a few fixed words (a metric's label): never the detail.
+    pub fn reason_class(&self) -> &'static str {
+        match self {
+            Self::BodyTooLarge => "too_large",
+            Self::Signature(_) => "signature",
+            Self::NotJson => "not_json",
+            Self::Malformed(_) => "malformed",
+            Self::UnknownType(_) => "unknown_type",
+            Self::Rule(_) => "rule",
+            Self::UnknownShop(_) => "unknown_shop",
+            Self::Busy => "busy",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for HostError {
     fn from(err: sea_orm::DbErr) -> Self {
         Self::Internal(err.to_string())

@@ -11,7 +11,7 @@ use super::{
     lifecycle_writer::PendingEvent,
     problem::{HostError, HostProblem},
 };
-use crate::inbox::StoredAnswer;
+use crate::{inbox::StoredAnswer, shops::records::Applied};
 
 /// The success answer of `POST /webhooks`.
 #[derive(Debug, ApiResponse)]
@@ -54,15 +54,43 @@ impl WebhooksApi {
     }
 }
 
-/// Parses, de-duplicates and applies one verified lifecycle event.
+/// Parses, de-duplicates and applies one verified lifecycle event, and counts what became of it.
 pub async fn receive_lifecycle_event<T>(
     ctx: &HostContext,
     message: &SignedMessage<T>,
 ) -> Result<StoredAnswer, HostError> {
-    // A repeat answered lately is answered again from memory, before any parsing or database work.
+    let mut kind = None;
+    let result = receive(ctx, message, &mut kind).await;
+    let (outcome, reason) = match &result {
+        Ok((_, Some(Applied::Stored))) => ("applied", ""),
+        Ok((_, Some(Applied::Stale))) => ("stale", ""),
+        Ok((_, Some(Applied::Deleted | Applied::ShopUninstalled))) => ("ignored", ""),
+        Ok((_, None)) => ("duplicate", ""),
+        Err(error) => ("rejected", error.reason_class()),
+    };
+    count_webhook(kind.map_or("unknown", LifecycleEventType::name), outcome, reason);
+    result.map(|(answer, _)| answer)
+}
+
+/// One webhook in `portal_webhooks_total`; `reason` is empty unless it was rejected.
+pub fn count_webhook(kind: &'static str, outcome: &'static str, reason: &'static str) {
+    metrics::counter!("portal_webhooks_total", "type" => kind, "outcome" => outcome, "reason" => reason)
+        .increment(1);
+}
+
+async fn receive<T>(
+    ctx: &HostContext,
+    message: &SignedMessage<T>,
+    kind_seen: &mut Option<LifecycleEventType>,
+) -> Result<(StoredAnswer, Option<Applied>), HostError> {
+    // A repeat answered lately is answered again from memory, before any database work (its type
+    // is read only for the count).
     if ctx.recent_answers.contains(&message.verified.id) {
+        *kind_seen = RawEnvelope::parse(&message.body)
+            .ok()
+            .and_then(|envelope| LifecycleEventType::from_name(&envelope.event_type));
         tracing::debug!(webhook_id = %message.verified.id, "repeated message answered again");
-        return Ok(StoredAnswer::no_content());
+        return Ok((StoredAnswer::no_content(), None));
     }
     let envelope = RawEnvelope::parse(&message.body)?;
     let kind = LifecycleEventType::from_name(&envelope.event_type).ok_or_else(|| {
@@ -75,6 +103,7 @@ pub async fn receive_lifecycle_event<T>(
             HostError::UnknownType(envelope.event_type.clone())
         }
     })?;
+    *kind_seen = Some(kind);
     let shop_id = envelope.shop_id()?;
     let event = parse_lifecycle(kind, &envelope, &shop_id)?;
     let pending = PendingEvent {
@@ -90,7 +119,7 @@ pub async fn receive_lifecycle_event<T>(
         ctx.recent_answers.insert(&message.verified.id);
     }
     ctx.shops.forget(&shop_id);
-    match applied {
+    match &applied {
         Some(applied) => tracing::debug!(
             webhook_id = %message.verified.id,
             event = kind.name(),
@@ -102,5 +131,5 @@ pub async fn receive_lifecycle_event<T>(
             tracing::debug!(webhook_id = %message.verified.id, event = kind.name(), "repeated message answered again")
         }
     }
-    Ok(answer)
+    Ok((answer, applied))
 }

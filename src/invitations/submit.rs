@@ -151,6 +151,7 @@ pub async fn submit(
         match decide(deps, &host, &submission, patient).await {
             Ok(Step::Answer(answer)) => return Ok(answer),
             Ok(Step::Issued(issue)) => {
+                metrics::counter!("portal_invitation_funnel_total", "step" => "invited").increment(1);
                 return first_attempt(deps, host, &submission.message_id, *issue).await;
             }
             Err(Stop::Failed(e)) => return Err(e),

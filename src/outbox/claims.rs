@@ -35,6 +35,29 @@ fn due(backend: DbBackend, now: DateTime<Utc>) -> Condition {
         )
 }
 
+/// The messages still to be sent, and how long the oldest of them has waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: i64,
+    /// `None` when nothing is pending.
+    pub oldest_age: Option<TimeDelta>,
+}
+
+/// Reads the [`Backlog`] (a metrics scrape asks, so nothing reads it while nobody scrapes).
+pub async fn backlog(db: &Database, now: DateTime<Utc>) -> Result<Backlog, DbErr> {
+    let row = outbox_message::Entity::find()
+        .select_only()
+        .column_as(Expr::col(outbox_message::Column::Id).count(), "pending")
+        .column_as(Expr::col(outbox_message::Column::CreatedAt).min(), "oldest")
+        .filter(outbox_message::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .into_tuple::<(i64, Option<i64>)>()
+        .one(db.conn())
+        .await?;
+    let (pending, oldest) = row.unwrap_or((0, None));
+    let oldest_age = oldest.map(|created| TimeDelta::milliseconds(to_millis(now).saturating_sub(created)));
+    Ok(Backlog { pending, oldest_age })
+}
+
 /// Whether any message is due (a cheap read, so an idle worker does not take the write lock).
 pub async fn any_due(db: &Database, now: DateTime<Utc>) -> Result<bool, DbErr> {
     Ok(outbox_message::Entity::find().filter(due(db.backend(), now)).one(db.conn()).await?.is_some())

@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
 
-pub use claims::{any_due, claim_due, record, release_leases};
+pub use claims::{Backlog, any_due, backlog, claim_due, record, release_leases};
 pub use links::attach_link;
 pub use reports::{Advanced, claim_look_up, look_up_due, message_reported, record_report, release_look_up};
 pub use rows::{
@@ -241,8 +241,9 @@ pub enum Recorded {
     LeaseLost,
 }
 
-/// One log line for a recorded attempt.
+/// One log line for a recorded attempt, and its count (called once per attempt, after its commit).
 pub fn log(message: &outbox_message::Model, attempt: &Attempt, recorded: &Result<Recorded, DbErr>) {
+    count(message, recorded);
     match recorded {
         Ok(Recorded::Sent) => {
             tracing::info!(message_id = %message.id, kind = %message.kind, channel = %message.channel, "message delivered")
@@ -262,6 +263,32 @@ pub fn log(message: &outbox_message::Model, attempt: &Attempt, recorded: &Result
         Err(e) => {
             tracing::error!(message_id = %message.id, error = %e, "could not record a delivery attempt; the lease will expire and it will be retried")
         }
+    }
+}
+
+/// Sends by channel, kind and outcome, and the invitation funnel's delivered and failed steps. The
+/// labels come from fixed sets (a stored value outside them is `other`), never from the message.
+fn count(message: &outbox_message::Model, recorded: &Result<Recorded, DbErr>) {
+    let outcome = match recorded {
+        Ok(Recorded::Sent) => "sent",
+        Ok(Recorded::Retrying(_)) => "retrying",
+        Ok(Recorded::Failed(_)) => "failed",
+        Ok(Recorded::Cancelled) => "cancelled",
+        Ok(Recorded::LeaseLost) => "lease_lost",
+        Err(_) => "not_recorded",
+    };
+    let channel = Channel::parse(&message.channel).map_or("other", Channel::as_str);
+    let kind = MessageKind::parse(&message.kind);
+    let kind_label = kind.map_or("other", MessageKind::as_str);
+    metrics::counter!("portal_sends_total", "channel" => channel, "kind" => kind_label, "outcome" => outcome)
+        .increment(1);
+    if kind == Some(MessageKind::Invitation) {
+        let step = match recorded {
+            Ok(Recorded::Sent) => "delivered",
+            Ok(Recorded::Failed(_)) => "failed",
+            _ => return,
+        };
+        metrics::counter!("portal_invitation_funnel_total", "step" => step).increment(1);
     }
 }
 

@@ -233,6 +233,34 @@ impl TestApp {
         }
     }
 
+    /// Talks to a service run elsewhere (a child process on the wall clock), on `database`, whose
+    /// messages go to `outbox`; the helpers work as for one started here, except [`TestApp::stop`]
+    /// and [`TestApp::jobs`].
+    pub async fn attach(
+        database: TestDatabase,
+        url: String,
+        secret_text: String,
+        outbox: tempfile::TempDir,
+    ) -> Self {
+        let database_url = portal_invites::config::DatabaseUrl::parse(&database.url).unwrap();
+        let db = Database::connect(&database_url).await.expect("the service's database opens");
+        let secret = WebhookSecret::parse(&secret_text).unwrap();
+        Self {
+            url,
+            clock: Clock::system(),
+            db,
+            logs: CapturedLogs::default(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            secret,
+            secret_text,
+            outbox_dir: outbox.path().to_owned(),
+            app: None,
+            _outbox: outbox,
+            database: Some(database),
+            _log_guard: tracing::subscriber::set_default(tracing_subscriber::registry()),
+        }
+    }
+
     /// The running service's housekeeping, to run a round at a chosen moment.
     pub fn jobs(&self) -> &portal_invites::maintenance::Jobs {
         self.app.as_ref().expect("the service is running").jobs()

@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("persistence mechanisms", &["audit", "db", "inbox", "outbox", "tokens"]),
     ("the domain", &["access", "accounts", "identity", "invitations", "shops"]),
     ("the edges", &["delivery", "health", "host", "manifest", "oidc", "portal", "recover"]),
-    ("the app", &["app", "cli", "maintenance", "telemetry"]),
+    ("the app", &["app", "cli", "maintenance", "metrics", "telemetry"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -13,6 +13,7 @@ mod invitations;
 mod layers;
 mod lifecycle;
 mod links;
+mod metrics;
 mod oidc;
 mod operations;
 mod platform;
