@@ -130,7 +130,9 @@ async fn purge_audit_trail(state: &Jobs, now: chrono::DateTime<chrono::Utc>) {
         match batch {
             Ok(count) => {
                 purged += count;
-                if count < AUDIT_PURGE_BATCH {
+                // Until a batch finds nothing: another instance (or round) purging at the same moment
+                // takes part of a batch, and a short batch does not mean the end.
+                if count == 0 {
                     break;
                 }
             }
