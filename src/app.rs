@@ -47,7 +47,7 @@ use crate::{
     },
     recover::{ErrorPage, RecoverPanics},
     sealing::Sealer,
-    telemetry::AccessLog,
+    telemetry::{AccessLog, RequestSpan},
 };
 
 /// Requests still being answered when the listener closes get at least this long to finish.
@@ -389,13 +389,18 @@ fn routes(
 }
 
 /// The layers every answer passes through, innermost first: a panic becomes a 500 (the customer's
-/// error page under `/p/`), which then gets the security headers like any answer, and is logged.
+/// error page under `/p/`), which then gets the security headers like any answer, and is logged,
+/// all within the request's span (a trace's server span when traces are on).
 fn guarded(
     routes: impl poem::Endpoint + 'static,
     customer_page: ErrorPage,
     hsts: bool,
 ) -> impl poem::Endpoint {
-    routes.with(RecoverPanics { customer_page }).with(SecurityHeaders { hsts }).with(AccessLog)
+    routes
+        .with(RecoverPanics { customer_page })
+        .with(SecurityHeaders { hsts })
+        .with(AccessLog)
+        .with(RequestSpan)
 }
 
 /// Explains a problem `type` URI to the integrator who follows it.
