@@ -48,7 +48,7 @@ use crate::{
     },
     recover::{ErrorPage, RecoverPanics},
     sealing::Sealer,
-    telemetry::AccessLog,
+    telemetry::{AccessLog, RequestSpan},
 };
 
 /// Requests still being answered when the listener closes get at least this long to finish.
@@ -281,13 +281,20 @@ impl App {
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
-        self.run_until_signal_then(|| {}).await
+        self.run_until_signal_then(|| {}, || {}).await
     }
 
-    /// Like [`App::run_until_signal`], calling `stopping` the moment the signal arrives (to tell a
-    /// service manager before the grace period runs).
-    pub async fn run_until_signal_then(self, stopping: impl FnOnce()) -> std::io::Result<()> {
-        shutdown_signal().await;
+    /// Like [`App::run_until_signal`], for a service manager: `ready` is called once the signal
+    /// handlers are in place (a SIGTERM right after READY must stop gracefully, not kill), and
+    /// `stopping` the moment the signal arrives, before the grace period runs.
+    pub async fn run_until_signal_then(
+        self,
+        ready: impl FnOnce(),
+        stopping: impl FnOnce(),
+    ) -> std::io::Result<()> {
+        let signal = ShutdownSignal::listen();
+        ready();
+        signal.wait().await;
         stopping();
         tracing::info!(
             grace_seconds = self.shutdown_grace.as_secs(),
@@ -419,13 +426,18 @@ fn routes(
 }
 
 /// The layers every answer passes through, innermost first: a panic becomes a 500 (the customer's
-/// error page under `/p/`), which then gets the security headers like any answer, and is logged.
+/// error page under `/p/`), which then gets the security headers like any answer, and is logged,
+/// all within the request's span (a trace's server span when traces are on).
 fn guarded(
     routes: impl poem::Endpoint + 'static,
     customer_page: ErrorPage,
     hsts: bool,
 ) -> impl poem::Endpoint {
-    routes.with(RecoverPanics { customer_page }).with(SecurityHeaders { hsts }).with(AccessLog)
+    routes
+        .with(RecoverPanics { customer_page })
+        .with(SecurityHeaders { hsts })
+        .with(AccessLog)
+        .with(RequestSpan)
 }
 
 /// Explains a problem `type` URI to the integrator who follows it.
@@ -437,24 +449,48 @@ fn problem_page(Path(code): Path<String>) -> poem::Response {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or Ctrl-C (SIGINT), listened for from the moment it is made: the handlers are installed
+/// at once, not when first awaited, so a signal in between is not the default action (death).
+struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending().await,
         }
-    };
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    #[cfg(unix)]
+    async fn wait(mut self) {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.terminate) => {}
+            _ = next(&mut self.interrupt) => {}
+        }
+    }
+
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

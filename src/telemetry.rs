@@ -1,20 +1,34 @@
-//! Logging: the subscriber (text or JSON) and the access log.
+//! Logging and traces: the subscriber (text or JSON), the access log and the request span.
 //!
-//! The access log records the route *pattern* (`/setup/:token`), never the raw path or query, so no
-//! token that travels in a URL reaches a log line.
+//! The access log and the request span name the route *pattern* (`/setup/:token`), never the raw
+//! path or query, so no token that travels in a URL reaches a log line or a trace.
+
+mod traces;
 
 use std::{io::IsTerminal, time::Instant};
 
-use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
+use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result, http::StatusCode};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{
+    EnvFilter,
+    filter::{FilterExt, filter_fn},
+    fmt,
+    prelude::*,
+};
+
+pub use traces::{RequestSpan, RequestSpanEndpoint};
 
 use crate::config::LogFormat;
 
-/// Keeps the log writer thread alive; log lines still queued are written when it is dropped, so
-/// hold it until the process is about to exit.
-#[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+/// Keeps the log writer thread alive, and the trace exporter when there is one; log lines still
+/// queued are written and spans still queued are sent when it is dropped, so hold it until the
+/// process is about to exit.
+#[must_use = "dropping the guard stops the log writer and the trace exporter"]
+pub struct LogGuard {
+    // Dropped first (declaration order): the exporter's own complaints still reach the log.
+    traces: Option<traces::Exporter>,
+    _writer: WorkerGuard,
+}
 
 /// Installs the global subscriber. Call once, at start-up of the binary (tests install their own).
 ///
@@ -22,6 +36,12 @@ pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
 /// request never waits on the terminal or on whatever reads the pipe. The queue is not lossy: when
 /// it is full (a stalled reader), logging threads wait rather than drop lines, because an access
 /// log with gaps is worse than a slower one.
+///
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, an OpenTelemetry layer joins the same registry beside
+/// the log, each with its own filter: the log filter (`PORTAL_LOG`) governs log events only, and the
+/// trace layer takes this crate's spans at info and above, never log events (whose fields may
+/// name a shop or a message), so quieting the log does not stop traces. Call it inside the tokio
+/// runtime: the exporter's batches are sent from a task on it.
 pub fn init(filter: &str, format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // The writer thread flushes whenever its queue runs dry, so buffering only merges the lines of a
@@ -30,19 +50,47 @@ pub fn init(filter: &str, format: LogFormat) -> LogGuard {
     let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(stdout);
     // Colours only for a person at a terminal, never escape codes in a file or a log collector.
     let ansi = std::io::stdout().is_terminal();
-    let registry = tracing_subscriber::registry().with(filter);
+    let exporter = traces::Exporter::from_env();
+    let registry = tracing_subscriber::registry().with(exporter.as_ref().map(traces::Exporter::layer));
+    // The log takes events only, so its lines read the same with traces on or off.
+    let log_filter = filter.and(filter_fn(|meta| meta.is_event()));
     let installed = match format {
-        LogFormat::Text => {
-            registry.with(fmt::layer().with_target(false).with_ansi(ansi).with_writer(writer)).try_init()
-        }
-        LogFormat::Json => {
-            registry.with(fmt::layer().json().flatten_event(true).with_writer(writer)).try_init()
-        }
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(false).with_ansi(ansi).with_writer(writer).with_filter(log_filter))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true).with_writer(writer).with_filter(log_filter))
+            .try_init(),
     };
     if installed.is_err() {
         tracing::debug!("a log subscriber was already installed");
     }
-    LogGuard(guard)
+    if let Some(exporter) = &exporter {
+        tracing::info!("{}", exporter.describe());
+    }
+    LogGuard { traces: exporter, _writer: guard }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(exporter) = self.traces.take() {
+            exporter.shutdown();
+        }
+    }
+}
+
+/// The status and route pattern of a handled request, and the response itself.
+fn outcome<T: IntoResponse>(result: Result<T>) -> (Result<Response>, StatusCode, Option<String>) {
+    let (status, route) = match &result {
+        Ok(_) => (None, None),
+        Err(err) => (Some(err.status()), err.data::<PathPattern>().map(|p| p.0.to_string())),
+    };
+    let response = result.map(IntoResponse::into_response);
+    let (status, route) = match &response {
+        Ok(resp) => (resp.status(), resp.data::<PathPattern>().map(|p| p.0.to_string())),
+        Err(_) => (status.unwrap_or_default(), route),
+    };
+    (response, status, route.filter(|r| !r.is_empty()))
 }
 
 /// One line per request: method, route pattern, status, milliseconds.
@@ -67,16 +115,8 @@ impl<E: Endpoint> Endpoint for AccessLogEndpoint<E> {
         let started = Instant::now();
         let result = self.0.call(req).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (status, route) = match &result {
-            Ok(_) => (None, None),
-            Err(err) => (Some(err.status()), err.data::<PathPattern>().map(|p| p.0.to_string())),
-        };
-        let response = result.map(IntoResponse::into_response);
-        let (status, route) = match &response {
-            Ok(resp) => (resp.status(), resp.data::<PathPattern>().map(|p| p.0.to_string())),
-            Err(_) => (status.unwrap_or_default(), route),
-        };
-        let route = route.filter(|r| !r.is_empty()).unwrap_or_else(|| "(unmatched)".to_owned());
+        let (response, status, route) = outcome(result);
+        let route = route.unwrap_or_else(|| "(unmatched)".to_owned());
         crate::metrics::count_request(&method, &route, status, started.elapsed());
         tracing::info!(
             target: "portal_invites::access",

@@ -170,8 +170,9 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
     let _log = telemetry::init(&settings.log_filter, settings.log_format);
     match App::start(settings, Clock::system()).await {
         Ok(app) => {
-            service_manager::ready(app.local_addr());
-            match app.run_until_signal_then(service_manager::stopping).await {
+            let addr = app.local_addr();
+            match app.run_until_signal_then(|| service_manager::ready(addr), service_manager::stopping).await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: the server stopped: {e}");

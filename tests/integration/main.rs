@@ -25,5 +25,6 @@ mod receipts;
 mod sms_gateway;
 mod smtp;
 mod throttling;
+mod traces;
 mod web;
 mod webhooks;
