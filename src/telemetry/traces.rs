@@ -132,7 +132,14 @@ impl<E: Endpoint> Endpoint for RequestSpanEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
-        let method = req.method().as_str().to_owned();
+        // A method outside the standard ones is `_OTHER`, as OpenTelemetry's conventions say: a
+        // client's made-up token names no span.
+        let method = match req.method().as_str() {
+            known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "CONNECT"
+            | "TRACE") => known,
+            _ => "_OTHER",
+        }
+        .to_owned();
         // Named by the method alone until the route is known (after routing), as OpenTelemetry's
         // conventions name a request that matched no route.
         let span = tracing::info_span!(
