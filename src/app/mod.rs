@@ -2,6 +2,8 @@
 //! assembles the routes, binds its own listener (so tests can use port 0 and read the real port) and
 //! starts the background tasks.
 
+mod signal;
+
 use std::{
     net::SocketAddr,
     sync::{
@@ -21,6 +23,7 @@ use poem::{
     web::Path,
 };
 use poem_openapi::OpenApiService;
+use signal::ShutdownSignal;
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
@@ -446,51 +449,6 @@ fn problem_page(Path(code): Path<String>) -> poem::Response {
     match crate::host::problem::describe(&code).or_else(|| receipts::describe(&code)) {
         Some(text) => poem::Response::builder().content_type("text/plain; charset=utf-8").body(text),
         None => poem::Response::builder().status(StatusCode::NOT_FOUND).body("unknown problem type"),
-    }
-}
-
-/// SIGTERM or Ctrl-C (SIGINT), listened for from the moment it is made: the handlers are installed
-/// at once, not when first awaited, so a signal in between is not the default action (death).
-struct ShutdownSignal {
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
-}
-
-impl ShutdownSignal {
-    fn listen() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Self {
-                terminate: signal(SignalKind::terminate()).ok(),
-                interrupt: signal(SignalKind::interrupt()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-
-    #[cfg(unix)]
-    async fn wait(mut self) {
-        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
-            match signal {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            _ = next(&mut self.terminate) => {}
-            _ = next(&mut self.interrupt) => {}
-        }
-    }
-
-    #[cfg(not(unix))]
-    async fn wait(self) {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
