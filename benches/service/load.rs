@@ -67,6 +67,10 @@ pub enum Outcome {
 pub struct Worker {
     /// The connection.
     pub conn: Conn,
+    /// Where it goes.
+    pub addr: SocketAddr,
+    /// A connection to a second instance, for scenarios that use two.
+    pub other: Option<Conn>,
     /// Scenario state (a cookie and CSRF token, for instance).
     pub cookie: String,
     /// Scenario state.
@@ -90,6 +94,59 @@ pub struct Stats {
     pub elapsed: Duration,
     /// Latency of every measured operation, in microseconds.
     pub latency: Histogram<u64>,
+    /// CPU seconds (user + system) the watched processes used in the measured period.
+    pub cpu: Option<Cpu>,
+}
+
+/// CPU time used in the measured period, read from `/proc` at its start and its end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// The service's processes.
+    pub service: f64,
+    /// The PostgreSQL server's processes (zero on SQLite).
+    pub database: f64,
+}
+
+/// Processes whose CPU time a run reports.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    /// The service's process ids.
+    pub service: Vec<u32>,
+    /// Whether to add up every `postgres` process on the machine too.
+    pub postgres: bool,
+}
+
+impl Watched {
+    fn read(&self) -> Cpu {
+        Cpu {
+            service: self.service.iter().map(|&pid| cpu_seconds(pid)).sum(),
+            database: if self.postgres { postgres_seconds() } else { 0.0 },
+        }
+    }
+}
+
+/// User + system CPU seconds of a process (fields 14 and 15 of `/proc/PID/stat`, in clock ticks of
+/// 1/100 s on Linux), including its threads.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // The command name may contain spaces: the fields start after its closing parenthesis.
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0.0 };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After the name, field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The CPU seconds of every process named `postgres` (the server and its backends).
+fn postgres_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_seconds)
+        .sum()
 }
 
 impl Stats {
@@ -99,9 +156,11 @@ impl Stats {
     }
 }
 
-/// Runs `operation` on `concurrency` workers: `warmup` unmeasured, then `duration` measured.
+/// Runs `operation` on `concurrency` workers: `warmup` unmeasured, then `duration` measured. Worker
+/// `i` talks to `addrs[i % addrs.len()]`.
 pub async fn run(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
+    watched: &Watched,
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
@@ -110,9 +169,10 @@ pub async fn run(
 ) -> Stats {
     let sequence = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    for i in 0..concurrency {
+        let addr = addrs[i % addrs.len()];
         let conn = connect(addr).await.expect("the server accepts connections");
-        let mut worker = Worker { conn, cookie: String::new(), token: String::new() };
+        let mut worker = Worker { conn, addr, other: None, cookie: String::new(), token: String::new() };
         if let Some(setup) = &setup {
             worker = setup(worker).await;
         }
@@ -121,6 +181,16 @@ pub async fn run(
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
+    let cpu = {
+        let watched = watched.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let first = watched.read();
+            tokio::time::sleep_until(end.into()).await;
+            let last = watched.read();
+            Cpu { service: last.service - first.service, database: last.database - first.database }
+        })
+    };
     let tasks: Vec<_> = workers
         .into_iter()
         .map(|mut worker| {
@@ -144,7 +214,7 @@ pub async fn run(
                         }
                     }
                     if outcome == Outcome::Broken {
-                        let Ok(conn) = connect(addr).await else { break };
+                        let Ok(conn) = connect(worker.addr).await else { break };
                         worker.conn = conn;
                         if let Some(setup) = &setup {
                             worker = setup(worker).await;
@@ -164,5 +234,6 @@ pub async fn run(
         shed += s;
         failed += f;
     }
-    Stats { ok, shed, failed, elapsed: duration, latency: total }
+    let cpu = cpu.await.ok().filter(|_| !watched.service.is_empty());
+    Stats { ok, shed, failed, elapsed: duration, latency: total, cpu }
 }

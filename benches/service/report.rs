@@ -27,6 +27,8 @@ pub struct Row {
     pub shed: u64,
     /// The service's peak RSS during the scenario, MiB.
     pub rss_mib: f64,
+    /// CPU seconds per 1,000 operations: the service's, and PostgreSQL's (zero on SQLite).
+    pub cpu_per_1k: Option<(f64, f64)>,
     /// The target, in words.
     pub target: String,
     /// Whether it was met.
@@ -48,6 +50,10 @@ impl Row {
             errors: stats.failed,
             shed: stats.shed,
             rss_mib: rss_kib as f64 / 1024.0,
+            cpu_per_1k: stats.cpu.map(|cpu| {
+                let per_1k = |seconds: f64| seconds / stats.ok.max(1) as f64 * 1000.0;
+                (per_1k(cpu.service), per_1k(cpu.database))
+            }),
             target: String::new(),
             met: None,
         }
@@ -94,8 +100,14 @@ impl Report {
              same machine. Latencies from an HDR histogram, per operation.\n",
             self.date, self.cores, self.cpu, self.duration, self.warmup
         );
-        out.push_str("| scenario | workers | throughput | vs ceiling | p50 | p99 | max | errors | 503s | peak RSS | target | met |\n");
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+        let postgres = self.rows.iter().any(|r| r.cpu_per_1k.is_some_and(|(_, db)| db > 0.0));
+        let cpu_heading =
+            if postgres { "CPU s per 1,000: service + PostgreSQL" } else { "service CPU s per 1,000" };
+        let _ = writeln!(
+            out,
+            "| scenario | workers | throughput | vs ceiling | p50 | p99 | max | errors | 503s | {cpu_heading} | peak RSS | target | met |"
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
         for row in &self.rows {
             let ratio = if self.ceiling > 0.0 {
                 format!("{:.0} %", row.throughput / self.ceiling * 100.0)
@@ -107,9 +119,14 @@ impl Report {
                 Some(false) => "**no**",
                 None => "—",
             };
+            let cpu = match row.cpu_per_1k {
+                Some((service, database)) if postgres => format!("{service:.3} + {database:.3}"),
+                Some((service, _)) => format!("{service:.3}"),
+                None => "—".into(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} | {:.0} MiB | {} | {} |",
+                "| {} | {} | {:.0} {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} | {} | {:.0} MiB | {} | {} |",
                 row.name,
                 row.concurrency,
                 row.throughput,
@@ -120,6 +137,7 @@ impl Report {
                 row.max,
                 row.errors,
                 row.shed,
+                cpu,
                 row.rss_mib,
                 if row.target.is_empty() { "—" } else { &row.target },
                 met

@@ -77,28 +77,94 @@ pub async fn install(target: &Target) {
     assert_eq!(reply.status, 204, "installing the shop");
 }
 
-/// Every message `webhook-intake` sent, for `webhook-replay` to send again.
-pub type Sent = Arc<Mutex<Vec<(String, String)>>>;
+/// A message `webhook-intake` sent and the service answered `204`.
+#[derive(Clone)]
+pub struct SentMessage {
+    pub id: String,
+    pub body: String,
+    /// The customer it updated, and to which version.
+    pub customer: u64,
+    pub version: i64,
+    /// Sent to both instances at once.
+    pub twinned: bool,
+}
 
-/// `customer.updated`, each with a new `webhook-id` and a newer customer version.
-pub fn webhook_intake(target: &Target, sent: Sent) -> Operation {
+/// Every message `webhook-intake` sent, for `webhook-replay` to send again and for the count of rows
+/// afterwards.
+pub type Sent = Arc<Mutex<Vec<SentMessage>>>;
+
+/// How the intake scenarios name their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    /// As a host does: `msg_` and 24 random letters and digits (the contract's example shape), so each
+    /// insert lands at a random place in the de-duplication index.
+    Random,
+    /// `{run}_{n}`: every insert at the end of the index. Kinder to a B-tree than a host is, so its row
+    /// is labelled as such.
+    Sequential,
+}
+
+fn message_id(ids: Ids, run: &str, n: u64) -> String {
+    match ids {
+        Ids::Random => {
+            use rand::{Rng, distr::Alphanumeric};
+            let tail: String = rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect();
+            format!("msg_{tail}")
+        }
+        Ids::Sequential => format!("{run}_{n}"),
+    }
+}
+
+/// Every how many messages the host, in the two-instance scenario, also sends a message to the
+/// other instance at the same moment (a retry that crossed the first attempt).
+pub const TWIN_EVERY: u64 = 16;
+
+/// `customer.updated`, each with a new `webhook-id` and a newer customer version (`version_base` +
+/// the operation's number, so a later scenario's versions are newer than an earlier one's). A worker
+/// with a connection to a second instance sends every [`TWIN_EVERY`]th message to both at once; both
+/// must answer `204`.
+pub fn webhook_intake(target: &Target, sent: Sent, ids: Ids, version_base: i64) -> Operation {
     let target = target.clone();
     Arc::new(move |mut worker: Worker, n: u64| {
         let target = target.clone();
         let sent = sent.clone();
         async move {
-            let id = format!("{}_{n}", target.run);
+            let id = message_id(ids, &target.run, n);
             let customer = n % CUSTOMERS;
+            let version = version_base + n as i64 + 1;
             let (id_of, email) = (format!("cus_{customer}"), format!("c{customer}@bench.example"));
-            let snapshot =
-                Customer::example(&id_of, Some(&email), Some("+61412345678")).snapshot(n as i64 + 1);
+            let snapshot = Customer::example(&id_of, Some(&email), Some("+61412345678")).snapshot(version);
             let body = host_messages::customer_updated(SHOP, snapshot, Utc::now()).to_string();
-            let reply = load::send(&mut worker.conn, signed(&target, "/webhooks", &id, body.clone())).await;
-            let result = outcome(reply, 204, None);
+            let request = || signed(&target, "/webhooks", &id, body.clone());
+            let twinned = worker.other.is_some() && n % TWIN_EVERY == 0;
+            let result = match worker.other.as_mut().filter(|_| twinned) {
+                Some(other) => {
+                    let (mine, theirs) =
+                        tokio::join!(load::send(&mut worker.conn, request()), load::send(other, request()));
+                    match (outcome(mine, 204, None), outcome(theirs, 204, None)) {
+                        (Outcome::Ok, Outcome::Ok) => Outcome::Ok,
+                        (Outcome::Broken, _) | (_, Outcome::Broken) => Outcome::Broken,
+                        _ => Outcome::Failed,
+                    }
+                }
+                None => outcome(load::send(&mut worker.conn, request()).await, 204, None),
+            };
             if result == Outcome::Ok {
-                sent.lock().unwrap().push((id, body));
+                sent.lock().unwrap().push(SentMessage { id, body, customer, version, twinned });
             }
             (worker, result)
+        }
+        .boxed()
+    })
+}
+
+/// Gives each worker a second connection, to the instance its own does not go to.
+pub fn twin_setup(addrs: [SocketAddr; 2]) -> Setup {
+    Arc::new(move |mut worker: Worker| {
+        async move {
+            let other = if worker.addr == addrs[0] { addrs[1] } else { addrs[0] };
+            worker.other = Some(load::connect(other).await.expect("the second instance accepts connections"));
+            worker
         }
         .boxed()
     })
@@ -107,13 +173,14 @@ pub fn webhook_intake(target: &Target, sent: Sent) -> Operation {
 /// The same messages again, re-signed (a retry carries a fresh timestamp): the de-duplication path.
 pub fn webhook_replay(target: &Target, sent: Sent) -> Operation {
     let target = target.clone();
-    let messages: Arc<Vec<(String, String)>> = Arc::new(sent.lock().unwrap().clone());
+    let messages: Arc<Vec<SentMessage>> = Arc::new(sent.lock().unwrap().clone());
     Arc::new(move |mut worker: Worker, n: u64| {
         let target = target.clone();
         let messages = messages.clone();
         async move {
-            let (id, body) = &messages[(n as usize) % messages.len()];
-            let reply = load::send(&mut worker.conn, signed(&target, "/webhooks", id, body.clone())).await;
+            let message = &messages[(n as usize) % messages.len()];
+            let request = signed(&target, "/webhooks", &message.id, message.body.clone());
+            let reply = load::send(&mut worker.conn, request).await;
             (worker, outcome(reply, 204, None))
         }
         .boxed()
