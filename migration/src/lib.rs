@@ -11,6 +11,7 @@ mod m20261123_000003_sessions;
 mod m20261201_000004_outbox_claims;
 mod m20261202_000005_identity;
 mod m20261203_000006_access;
+mod m20261204_000007_intake;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_outbox_claims::Migration),
             Box::new(m20261202_000005_identity::Migration),
             Box::new(m20261203_000006_access::Migration),
+            Box::new(m20261204_000007_intake::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@
 //! file cannot hang up, and the ping was one more round trip to SQLite's thread per query.
 //! PostgreSQL needs neither: its row locks and unique constraints keep several instances correct.
 
+mod checkpoints;
 pub mod keys;
 mod writer;
 
@@ -38,6 +39,13 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows in one multi-row read or write. SQLite allows 32 766 bound values in one statement; this
 /// stays well below for every table's width.
 pub const ROWS_PER_STATEMENT: usize = 500;
+/// The writer's page cache. Every webhook lands on random pages of the de-duplication index and the
+/// customers table; SQLite's default (2 MiB) re-read most of them from the file in every batch.
+const SQLITE_WRITER_CACHE_KIB: u64 = 32 * 1024;
+/// WAL pages at which the writer checkpoints by itself (SQLite's default is 1 000). Normally a task
+/// checkpoints long before (see `checkpoints.rs`); this is the backstop, at 4 KiB pages the WAL size
+/// limit below, so the WAL stays as bounded as before.
+const SQLITE_CHECKPOINT_PAGES: u64 = 4096;
 /// The WAL file is truncated back to this size after each checkpoint.
 pub const SQLITE_WAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 /// The key of the PostgreSQL advisory lock that serialises migrations between instances.
@@ -68,7 +76,11 @@ impl Database {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .pragma("journal_size_limit", SQLITE_WAL_SIZE_LIMIT.to_string());
+                .pragma("journal_size_limit", SQLITE_WAL_SIZE_LIMIT.to_string())
+                // A multi-row statement inside a transaction keeps a statement journal (to undo just
+                // that statement); on a file that was a temporary file created, written and deleted
+                // per batch of webhooks. In memory it is a buffer.
+                .pragma("temp_store", "memory");
             if let Some(folder) = options.get_filename().parent()
                 && !folder.as_os_str().is_empty()
             {
@@ -76,21 +88,27 @@ impl Database {
                     DbErr::Custom(format!("cannot create the database folder {}: {e}", folder.display()))
                 })?;
             }
-            let pool = |size: u32| {
+            let pool = |size: u32, options: SqliteConnectOptions| {
                 SqlitePoolOptions::new()
                     .max_connections(size)
                     .min_connections(1)
                     .test_before_acquire(false)
-                    .connect_with(options.clone())
+                    .connect_with(options)
             };
             let opened = |e: sqlx::Error| DbErr::Custom(format!("cannot open the SQLite database: {e}"));
             // The writer's connection first: it creates the file and switches it to WAL.
-            let write_conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool(1).await.map_err(opened)?);
+            let writer_options = options
+                .clone()
+                .pragma("cache_size", format!("-{}", SQLITE_WRITER_CACHE_KIB))
+                .pragma("wal_autocheckpoint", SQLITE_CHECKPOINT_PAGES.to_string());
+            let write_conn =
+                SqlxSqliteConnector::from_sqlx_sqlite_pool(pool(1, writer_options).await.map_err(opened)?);
             let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(
-                pool(SQLITE_READ_POOL_SIZE).await.map_err(opened)?,
+                pool(SQLITE_READ_POOL_SIZE, options).await.map_err(opened)?,
             );
             let gate = Arc::new(Mutex::new(()));
-            let writer = writer::GroupWriter::start(write_conn.clone(), gate.clone());
+            let bell = checkpoints::Bell::start(conn.clone());
+            let writer = writer::GroupWriter::start(write_conn.clone(), gate.clone(), bell);
             Ok(Self { conn, write_conn: Some(write_conn), write_gate: Some(gate), writer: Some(writer) })
         } else {
             let options = PgConnectOptions::from_str(url.expose())

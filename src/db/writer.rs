@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionOptions, TransactionTrait};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::TxFuture;
+use super::{TxFuture, checkpoints::Bell};
 
 /// Transactions committed together at most.
 const MAX_GROUP: usize = 64;
@@ -96,9 +96,9 @@ pub(super) struct GroupWriter {
 impl GroupWriter {
     /// Starts the writer task on `conn`; `gate` is held while a group is open, so migrations and
     /// checkpoints never run inside one.
-    pub(super) fn start(conn: DatabaseConnection, gate: Arc<Mutex<()>>) -> Self {
+    pub(super) fn start(conn: DatabaseConnection, gate: Arc<Mutex<()>>, bell: Bell) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn, gate, jobs));
+        tokio::spawn(run(conn, gate, bell, jobs));
         Self { queue }
     }
 
@@ -132,6 +132,7 @@ async fn begin(conn: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> 
 async fn run(
     conn: DatabaseConnection,
     gate: Arc<Mutex<()>>,
+    bell: Bell,
     mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
 ) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
@@ -157,7 +158,7 @@ async fn run(
             let commit = if done.failed() {
                 txn.rollback().await.map_err(|e| e.to_string())
             } else {
-                timed_commit(txn).await
+                timed_commit(txn, &bell).await
             };
             done.finish(commit);
             continue;
@@ -195,7 +196,7 @@ async fn run(
                 let _ = txn.rollback().await;
                 Err(error)
             }
-            None => timed_commit(txn).await,
+            None => timed_commit(txn, &bell).await,
         };
         for finished in done {
             finished.finish(commit.clone());
@@ -205,10 +206,11 @@ async fn run(
 
 /// Commits the group, timing it: the `fsync` is most of a write's cost, so its time is what the
 /// commit histogram shows.
-async fn timed_commit(txn: DatabaseTransaction) -> Result<(), String> {
+async fn timed_commit(txn: DatabaseTransaction, bell: &Bell) -> Result<(), String> {
     let started = std::time::Instant::now();
     let committed = txn.commit().await.map_err(|e| e.to_string());
     metrics::histogram!("portal_sqlite_commit_seconds").record(started.elapsed().as_secs_f64());
+    bell.ring();
     committed
 }
 

@@ -143,7 +143,12 @@ fn claim_row(
         endpoint: Set(info.endpoint.as_str().to_owned()),
         event_type: Set(info.event_type.to_owned()),
         shop_id: Set(Some(info.shop_id.as_str().to_owned())),
-        customer_id: Set(info.customer_id.map(|c| c.as_str().to_owned())),
+        // Only erasure reads a message's customer, and it never forgets lifecycle messages: leaving
+        // theirs out keeps every webhook out of that index (see the migration of issue 14).
+        customer_id: Set(info
+            .customer_id
+            .filter(|_| info.endpoint != Endpoint::Lifecycle)
+            .map(|c| c.as_str().to_owned())),
         status: Set(answer.map(|a| a.status as i16)),
         response_body: Set(answer.map(|a| a.body.clone())),
         received_at: Set(to_millis(now)),
@@ -247,6 +252,8 @@ pub async fn forget_customer<C: ConnectionTrait>(
 pub async fn forget_shop<C: ConnectionTrait>(conn: &C, shop_id: &str) -> Result<(), DbErr> {
     webhook_message::Entity::delete_many()
         .filter(webhook_message::Column::ShopId.eq(shop_id))
+        // Implies the customer index's condition, so the index serves this too.
+        .filter(webhook_message::Column::CustomerId.is_not_null())
         .filter(webhook_message::Column::Endpoint.ne(Endpoint::Lifecycle.as_str()))
         .exec(conn)
         .await?;
