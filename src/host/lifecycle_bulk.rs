@@ -1,85 +1,78 @@
-//! The fast path for a SQLite batch made only of `customer.updated` (a bulk import): a handful of
-//! statements for the whole batch instead of several per event. It reads which messages were already
-//! answered (through the inbox), the shops and the stored customers in one query each, applies the
-//! version rule in memory in arrival order, then writes every claim (through the inbox) and every
-//! customer in one statement each.
+//! The fast path for the `customer.updated` events of a batch (a bulk import, or the host's steady
+//! stream of edits): a handful of statements for the whole batch instead of several per event, on
+//! SQLite and PostgreSQL alike. In order:
 //!
-//! Reading first and writing after is safe only because the batch holds SQLite's single write lock:
-//! nobody else can write in between. Anything unusual (another event type, an unknown shop, a message
-//! still in progress elsewhere) hands the batch back to the event-by-event path.
+//! 1. the batch's shops, read (and on PostgreSQL locked `FOR SHARE`, in id order) in one statement;
+//! 2. every message claimed, answered `204`, in one insert (through the inbox), in id order; the
+//!    answers of those claimed before are read in one more statement, only if there are any;
+//! 3. the stored customers of the installed shops, read (and on PostgreSQL locked `FOR NO KEY
+//!    UPDATE`, in `(shop_id, id)` order) in one statement;
+//! 4. the version rule applied in memory in arrival order ([`records::judge_customer`]), then the
+//!    latest snapshot of each customer written in one upsert whose `WHERE` applies the rule again;
+//! 5. a changed email followed to the portal account (rare: one call per changed customer).
+//!
+//! On SQLite the single write lock makes reading first and writing after safe. On PostgreSQL the
+//! locks do: the decision about a customer rests on its row (and its shop's), and nobody can change
+//! them until the batch commits. They are taken in the order every other writer takes them (shop,
+//! then customer; several of a kind in key order), so two instances' batches wait for each other
+//! rather than deadlock. One lock can come out of turn: a customer that did not exist when the batch
+//! locked its customers, created meanwhile by another batch, is locked by the upsert. If that ever
+//! closes a circle, PostgreSQL breaks it (after `deadlock_timeout`, a second by default) by failing
+//! one of the batches, which the caller then applies event by event.
+//!
+//! An event the batch cannot settle on its own (a shop it does not know, a message still in
+//! progress elsewhere) is left out and handed back, to be applied alone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use super::{
-    lifecycle_writer::{EventOutcome, PendingEvent},
-    problem::HostError,
-};
+use super::lifecycle_writer::{EventOutcome, PendingEvent};
 use crate::{
     db::ROWS_PER_STATEMENT,
-    domain::{ShopId, WebhookId},
+    domain::ShopId,
     entities::{customer, shop},
-    inbox::{self, Endpoint, MessageInfo, StoredAnswer},
+    inbox::{self, Claim, Endpoint, MessageInfo, StoredAnswer},
     invitations,
     shops::{Applied, ShopEvent, records, snapshot::CustomerSnapshot},
 };
 
-/// Applies a batch of `customer.updated` events; `Ok(None)` when the batch is not one (the caller then
-/// applies its events one by one).
+/// A customer as the batch keys it: `(shop_id, customer_id)`.
+type Key<'a> = (&'a str, &'a str);
+/// A `customer.updated` event with its place in the batch and its snapshot.
+type Update<'a> = (usize, &'a PendingEvent, &'a CustomerSnapshot);
+
+/// Applies the `customer.updated` events among `events`. Returns one entry per event: its outcome,
+/// or `None` when it must be applied alone (another kind of event, or one the batch cannot settle;
+/// nothing of it was written here).
 pub async fn apply_customer_updates<C: ConnectionTrait>(
     txn: &C,
     events: &[PendingEvent],
-) -> Result<Option<Vec<EventOutcome>>, HostError> {
-    let updates: Vec<(&PendingEvent, &CustomerSnapshot)> = events
+) -> Result<Vec<Option<EventOutcome>>, DbErr> {
+    let mut outcomes: Vec<Option<EventOutcome>> = vec![None; events.len()];
+    // Each with its place in `events` (and `outcomes`).
+    let updates: Vec<Update<'_>> = events
         .iter()
-        .filter_map(|e| match &e.event {
-            ShopEvent::CustomerUpdated(snapshot) => Some((e, snapshot)),
+        .enumerate()
+        .filter_map(|(i, pending)| match &pending.event {
+            ShopEvent::CustomerUpdated(snapshot) => Some((i, pending, snapshot)),
             _ => None,
         })
         .collect();
-    if updates.len() != events.len() || events.is_empty() {
-        return Ok(None);
-    }
+    let Some(&(_, first, _)) = updates.first() else { return Ok(outcomes) };
 
-    // Messages answered before.
-    let ids: Vec<&WebhookId> = events.iter().map(|e| &e.id).collect();
-    let Some(answered) = inbox::answered_among(txn, &ids).await? else { return Ok(None) };
+    let shop_ids: BTreeSet<&str> = updates.iter().map(|(_, pending, _)| pending.shop_id.as_str()).collect();
+    let shop_ids: Vec<&str> = shop_ids.into_iter().collect();
+    let shops: HashMap<String, shop::Model> =
+        records::share_shops(txn, &shop_ids).await?.into_iter().map(|s| (s.id.clone(), s)).collect();
 
-    let mut outcomes: Vec<Option<EventOutcome>> = vec![None; events.len()];
-    let mut fresh: Vec<usize> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    for (i, (pending, _)) in updates.iter().enumerate() {
-        if let Some(stored) = answered.get(pending.id.as_str()) {
-            outcomes[i] = Some((stored.clone(), None));
-        } else if !seen.insert(pending.id.as_str()) {
-            // The same message twice in one batch: the second is a repeat.
-            outcomes[i] = Some((StoredAnswer::no_content(), None));
-        } else {
-            fresh.push(i);
-        }
-    }
-
-    // Their shops, which must all be known.
-    let shop_ids: Vec<ShopId> =
-        fresh.iter().map(|&i| updates[i].0.shop_id.clone()).collect::<HashSet<_>>().into_iter().collect();
-    let shops: HashMap<String, shop::Model> = shop::Entity::find()
-        .filter(shop::Column::Id.is_in(shop_ids.iter().map(ShopId::as_str)))
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
-    if shops.len() != shop_ids.len() {
-        return Ok(None);
-    }
-
-    // One claim per fresh message, answered 204: the transaction commits them all or none.
-    let claims: Vec<(MessageInfo<'_>, DateTime<Utc>)> = fresh
+    // A stranger's event is not claimed here: alone, it gets the unknown shop's answer.
+    let known: Vec<Update<'_>> =
+        updates.into_iter().filter(|(_, pending, _)| shops.contains_key(pending.shop_id.as_str())).collect();
+    let claims: Vec<(MessageInfo<'_>, DateTime<Utc>)> = known
         .iter()
-        .map(|&i| {
-            let (pending, snapshot) = updates[i];
+        .map(|&(_, pending, snapshot)| {
             let info = MessageInfo {
                 id: &pending.id,
                 endpoint: Endpoint::Lifecycle,
@@ -90,59 +83,66 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
             (info, pending.now)
         })
         .collect();
-    inbox::claim_many_answered(txn, &claims, &StoredAnswer::no_content()).await?;
+    let claimed = inbox::claim_many_answered(txn, &claims, &StoredAnswer::no_content()).await?;
 
-    for shop_id in shop_ids {
-        let shop = &shops[shop_id.as_str()];
-        let mine: Vec<usize> = fresh.iter().copied().filter(|&i| updates[i].0.shop_id == shop_id).collect();
-        if !shop.installed {
-            for i in mine {
-                outcomes[i] = Some((StoredAnswer::no_content(), Some(Applied::ShopUninstalled)));
+    let mut fresh: Vec<Update<'_>> = Vec::with_capacity(known.len());
+    let mut seen: HashSet<&str> = HashSet::new();
+    for update @ (i, pending, _) in known {
+        let id = pending.id.as_str();
+        match claimed.get(id) {
+            Some(Claim::Fresh) if seen.insert(id) => fresh.push(update),
+            // The same message twice in one batch: the second is a repeat.
+            Some(Claim::Fresh) => outcomes[i] = Some((StoredAnswer::no_content(), None)),
+            Some(Claim::Answered(stored)) => outcomes[i] = Some((stored.clone(), None)),
+            Some(Claim::InProgress) | None => {}
+        }
+    }
+
+    let installed = |pending: &PendingEvent| shops[pending.shop_id.as_str()].installed;
+    let keys: BTreeSet<Key<'_>> =
+        fresh.iter().filter(|(_, pending, _)| installed(pending)).map(|&(_, p, s)| key(p, s)).collect();
+    let keys: Vec<Key<'_>> = keys.into_iter().collect();
+    let before: HashMap<Key<'_>, customer::Model> = records::lock_customers(txn, &keys)
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let at = keys.binary_search(&(c.shop_id.as_str(), c.id.as_str())).ok()?;
+            Some((keys[at], c))
+        })
+        .collect();
+
+    // The version rule, in arrival order, as the upsert's WHERE applies it.
+    let mut versions: HashMap<Key<'_>, (i64, bool)> =
+        before.iter().map(|(k, c)| (*k, (c.version, c.deleted_at.is_some()))).collect();
+    let mut latest: BTreeMap<Key<'_>, (&ShopId, &CustomerSnapshot)> = BTreeMap::new();
+    for (i, pending, snapshot) in fresh {
+        let applied = if installed(pending) {
+            let k = key(pending, snapshot);
+            let verdict = records::judge_customer(versions.get(&k).copied(), snapshot.version);
+            if verdict == Applied::Stored {
+                versions.insert(k, (snapshot.version, false));
+                latest.insert(k, (&pending.shop_id, snapshot));
             }
-            continue;
-        }
-        let customer_ids: Vec<String> = mine
-            .iter()
-            .map(|&i| updates[i].1.id.as_str().to_owned())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut before: HashMap<String, customer::Model> = HashMap::new();
-        for chunk in customer_ids.chunks(ROWS_PER_STATEMENT) {
-            let rows = customer::Entity::find()
-                .filter(customer::Column::ShopId.eq(shop_id.as_str()))
-                .filter(customer::Column::Id.is_in(chunk.to_vec()))
-                .all(txn)
-                .await?;
-            before.extend(rows.into_iter().map(|c| (c.id.clone(), c)));
-        }
-        // The version rule, in arrival order, as the upsert's WHERE applies it.
-        let mut versions: HashMap<&str, (i64, bool)> =
-            before.iter().map(|(id, c)| (id.as_str(), (c.version, c.deleted_at.is_some()))).collect();
-        let mut latest: BTreeMap<&str, &CustomerSnapshot> = BTreeMap::new();
-        for i in mine {
-            let snapshot = updates[i].1;
-            let applied =
-                records::judge_customer(versions.get(snapshot.id.as_str()).copied(), snapshot.version);
-            if applied == Applied::Stored {
-                versions.insert(snapshot.id.as_str(), (snapshot.version, false));
-                latest.insert(snapshot.id.as_str(), snapshot);
-            }
-            outcomes[i] = Some((StoredAnswer::no_content(), Some(applied)));
-        }
-        let rows: Vec<CustomerSnapshot> = latest.values().map(|s| (*s).clone()).collect();
-        let now = updates[0].0.now;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT / 10) {
-            records::upsert_customers(txn, &shop_id, chunk, now).await?;
-        }
-        // A changed email moves a portal username (rare in a bulk import, so one at a time).
-        for (snapshot, old_email) in rows.iter().filter_map(|s| {
-            let old_email = before.get(s.id.as_str())?.email.as_deref();
-            (old_email != s.email.as_ref().map(|e| e.as_str())).then_some((s, old_email))
-        }) {
+            verdict
+        } else {
+            // No new personal data for a shop that uninstalled.
+            Applied::ShopUninstalled
+        };
+        outcomes[i] = Some((StoredAnswer::no_content(), Some(applied)));
+    }
+
+    let rows: Vec<(&ShopId, &CustomerSnapshot)> = latest.values().copied().collect();
+    let now = first.now;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        records::upsert_customers(txn, chunk, now).await?;
+    }
+    // A changed email moves a portal username; in key order, like every lock of the batch.
+    for (k, (shop_id, snapshot)) in &latest {
+        let Some(old_email) = before.get(k).map(|c| c.email.as_deref()) else { continue };
+        if old_email != snapshot.email.as_ref().map(|e| e.as_str()) {
             invitations::follow_email_change(
                 txn,
-                &shop_id,
+                shop_id,
                 &snapshot.id,
                 old_email,
                 snapshot.email.as_ref(),
@@ -151,5 +151,9 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
             .await?;
         }
     }
-    Ok(Some(outcomes.into_iter().map(|o| o.expect("every event has an outcome")).collect()))
+    Ok(outcomes)
+}
+
+fn key<'a>(pending: &'a PendingEvent, snapshot: &'a CustomerSnapshot) -> Key<'a> {
+    (pending.shop_id.as_str(), snapshot.id.as_str())
 }

@@ -30,7 +30,7 @@ pub struct HostContext {
     pub invitation_ttl: Duration,
     /// Shop rows the customer pages read: forgotten when a host message may have changed them.
     pub shops: Arc<ShopCache>,
-    /// Commits lifecycle events (in batches on SQLite).
+    /// Commits lifecycle events, many per transaction.
     pub lifecycle: Arc<lifecycle_writer::LifecycleWriter>,
     /// Lifecycle messages answered lately, to answer the host's retries from memory.
     pub recent_answers: Arc<RecentlyAnswered>,

@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait, Set, sea_query::OnConflict,
+};
 
 use crate::{
     clock::to_millis,
@@ -163,43 +165,49 @@ fn answer_of(row: webhook_message::Model) -> Option<StoredAnswer> {
     })
 }
 
-/// For a batch of messages whose answers are known before they are processed: the answers of those
-/// among `ids` answered before, read in one statement per 500 ids. `None` if one of them is claimed
-/// but not answered yet (a request still at work on it): the caller then takes them one by one.
-pub async fn answered_among<C: ConnectionTrait>(
-    conn: &C,
-    ids: &[&WebhookId],
-) -> Result<Option<HashMap<String, StoredAnswer>>, DbErr> {
-    let mut answered = HashMap::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let rows = webhook_message::Entity::find()
-            .filter(webhook_message::Column::Id.is_in(chunk.iter().map(|id| id.as_str())))
-            .all(conn)
-            .await?;
-        for row in rows {
-            let id = row.id.clone();
-            let Some(answer) = answer_of(row) else { return Ok(None) };
-            answered.insert(id, answer);
-        }
-    }
-    Ok(Some(answered))
-}
-
-/// Like [`claim_answered`] for many messages at once (none of them answered before: see
-/// [`answered_among`]), each received at its own time: one insert per 500 messages.
+/// Like [`claim_answered`] for many messages at once, each received at its own time; a message
+/// listed twice is claimed once. Returns what each id's claim found. An id missing from the result
+/// was claimed by someone else whose row was gone again when read (its answer forgotten meanwhile):
+/// claim it alone with [`claim_answered`], which tries again.
+///
+/// The claims are inserted in id order, one `INSERT … ON CONFLICT DO NOTHING RETURNING id` per 500,
+/// then the rows of the ids not returned are read in one statement per 500. On PostgreSQL an insert
+/// meeting another transaction's uncommitted claim waits for it to end; in id order, two batches
+/// that share ids wait for each other one way only, never in a circle.
 pub async fn claim_many_answered<C: ConnectionTrait>(
     conn: &C,
     messages: &[(MessageInfo<'_>, DateTime<Utc>)],
     answer: &StoredAnswer,
-) -> Result<(), DbErr> {
-    for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+) -> Result<HashMap<String, Claim>, DbErr> {
+    let mut sorted: Vec<&(MessageInfo<'_>, DateTime<Utc>)> = messages.iter().collect();
+    sorted.sort_by(|a, b| a.0.id.as_str().cmp(b.0.id.as_str()));
+    sorted.dedup_by(|a, b| a.0.id == b.0.id);
+
+    let mut claims = HashMap::with_capacity(sorted.len());
+    for chunk in sorted.chunks(ROWS_PER_STATEMENT) {
         let rows = chunk.iter().map(|(info, now)| claim_row(info, Some(answer), *now));
-        webhook_message::Entity::insert_many(rows)
+        let mut insert = webhook_message::Entity::insert_many(rows)
             .on_conflict(OnConflict::column(webhook_message::Column::Id).do_nothing().to_owned())
-            .exec_without_returning(conn)
-            .await?;
+            .into_query();
+        insert.returning_col(webhook_message::Column::Id);
+        for row in conn.query_all(&insert).await? {
+            claims.insert(row.try_get::<String>("", "id")?, Claim::Fresh);
+        }
     }
-    Ok(())
+
+    let taken: Vec<&str> =
+        sorted.iter().map(|(info, _)| info.id.as_str()).filter(|id| !claims.contains_key(*id)).collect();
+    for chunk in taken.chunks(ROWS_PER_STATEMENT) {
+        let rows = webhook_message::Entity::find()
+            .filter(webhook_message::Column::Id.is_in(chunk.iter().copied()))
+            .all(conn)
+            .await?;
+        for row in rows {
+            let id = row.id.clone();
+            claims.insert(id, answer_of(row).map_or(Claim::InProgress, Claim::Answered));
+        }
+    }
+    Ok(claims)
 }
 
 /// The stored answer of a message, if it has one yet.

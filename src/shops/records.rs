@@ -5,19 +5,22 @@
 //!
 //! Where a decision rests on more than one statement (invite this customer? erase this shop?), the
 //! rows it rests on are locked first on PostgreSQL, always the shop before the customer, so that two
-//! such decisions about the same rows take turns: [`lock_shop`], [`lock_customer`]. SQLite needs no
-//! locks: its single writer runs one transaction at a time.
+//! such decisions about the same rows take turns: [`lock_shop`], [`lock_customer`]. A batch of
+//! customer updates locks many at once, in the same order: [`share_shops`] (which lets two batches
+//! of one shop proceed side by side) and [`lock_customers`]. SQLite needs no locks: its single
+//! writer runs one transaction at a time.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Select, Set,
-    sea_query::{Alias, Expr, ExprTrait, LockType, OnConflict},
+    sea_query::{Alias, Asterisk, Expr, ExprTrait, LockType, OnConflict, Query},
 };
 
 use super::snapshot::{CustomerSnapshot, ShopSnapshot};
 use crate::{
     clock::to_millis,
+    db::ROWS_PER_STATEMENT,
     domain::{CustomerId, HostPortal, ShopId},
     entities::{customer, shop},
 };
@@ -66,15 +69,57 @@ pub async fn lock_customer<C: ConnectionTrait>(
     .await
 }
 
+/// The shops among `ids` (sorted, without repeats), locked `FOR SHARE` on PostgreSQL in id order
+/// until the transaction ends: the lock [`lock_shop`] takes (installs, uninstalls, deletions,
+/// star-menu submissions, the erasure) waits for it, and it for them, but two holders of it do not
+/// wait for each other. For a batch of customer updates, whose decisions rest on the shop being
+/// installed but do not change it.
+pub async fn share_shops<C: ConnectionTrait>(conn: &C, ids: &[&str]) -> Result<Vec<shop::Model>, DbErr> {
+    let mut shops = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let select = shop::Entity::find()
+            .filter(shop::Column::Id.is_in(chunk.iter().copied()))
+            .order_by_asc(shop::Column::Id);
+        shops.extend(locked(conn, select, LockType::Share).all(conn).await?);
+    }
+    Ok(shops)
+}
+
+/// The stored customers among `keys` (`(shop_id, customer_id)`, sorted, without repeats), locked
+/// like [`lock_customer`] in that order: two batches, or a batch and a single event, that want the
+/// same customers take them one after the other, never each holding what the other waits for.
+pub async fn lock_customers<C: ConnectionTrait>(
+    conn: &C,
+    keys: &[(&str, &str)],
+) -> Result<Vec<customer::Model>, DbErr> {
+    use customer::Column as C;
+    let mut customers = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        // `IN (VALUES …)` rather than a list of pairs, which PostgreSQL plans as one `OR` branch per
+        // pair (ten times slower to plan and run for a full batch).
+        let wanted = Query::select()
+            .column(Asterisk)
+            .from_values(chunk.iter().map(|(shop_id, id)| (shop_id.to_string(), id.to_string())), "wanted")
+            .to_owned();
+        let select = customer::Entity::find()
+            .filter(Expr::tuple([Expr::col(C::ShopId), Expr::col(C::Id)]).in_subquery(wanted))
+            .order_by_asc(C::ShopId)
+            .order_by_asc(C::Id);
+        customers.extend(locked(conn, select, LockType::NoKeyUpdate).all(conn).await?);
+    }
+    Ok(customers)
+}
+
 /// `FOR NO KEY UPDATE` on PostgreSQL: it excludes every other locker of the row (and its updates),
 /// but not the `KEY SHARE` lock that inserting a customer or an account takes on the row it refers
 /// to, so a transaction holding it never deadlocks with one that is only adding rows beside it.
 fn for_decision<E: EntityTrait, C: ConnectionTrait>(conn: &C, select: Select<E>) -> Select<E> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        select.lock(LockType::NoKeyUpdate)
-    } else {
-        select
-    }
+    locked(conn, select, LockType::NoKeyUpdate)
+}
+
+/// `select` with a row lock on PostgreSQL; unchanged on SQLite, which has none.
+fn locked<E: EntityTrait, C: ConnectionTrait>(conn: &C, select: Select<E>, lock: LockType) -> Select<E> {
+    if conn.get_database_backend() == DbBackend::Postgres { select.lock(lock) } else { select }
 }
 
 /// Stores a shop snapshot unless a newer one is stored. A shop seen for the first time is created
@@ -193,7 +238,7 @@ pub async fn store_customer<C: ConnectionTrait>(
         return Ok(verdict);
     }
     let shop_id = shop.shop_id();
-    Ok(if upsert_customers(conn, &shop_id, std::slice::from_ref(snapshot), now).await? == 1 {
+    Ok(if upsert_customers(conn, &[(&shop_id, snapshot)], now).await? == 1 {
         Applied::Stored
     } else {
         Applied::Stale
@@ -243,16 +288,17 @@ pub fn shop_row(stored: shop::Model, snapshot: &ShopSnapshot, now: DateTime<Utc>
     }
 }
 
-/// Stores customer snapshots of one shop in one statement, each unless a newer version is stored or
-/// the customer was deleted. Returns how many rows changed.
+/// Stores customer snapshots, each with its shop, in one statement (keep it to
+/// [`ROWS_PER_STATEMENT`]), each unless a newer version is stored or the customer was deleted.
+/// Returns how many rows changed.
 pub async fn upsert_customers<C: ConnectionTrait>(
     conn: &C,
-    shop_id: &ShopId,
-    snapshots: &[CustomerSnapshot],
+    snapshots: &[(&ShopId, &CustomerSnapshot)],
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    let rows =
-        snapshots.iter().map(|snapshot| customer::ActiveModel::from(customer_row(shop_id, snapshot, now)));
+    let rows = snapshots
+        .iter()
+        .map(|(shop_id, snapshot)| customer::ActiveModel::from(customer_row(shop_id, snapshot, now)));
     use customer::Column as C;
     customer::Entity::insert_many(rows)
         .on_conflict(

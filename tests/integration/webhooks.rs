@@ -284,8 +284,8 @@ async fn a_message_still_being_processed_elsewhere_gets_503_with_retry_after(app
 
 async fn a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it(app: TestApp) {
     app.deliver(&installed("shop_a", 1)).await;
-    // Versions arrive out of order, all at once (on SQLite they share a transaction), mixed with
-    // events for a shop that never installed, and one message sent twice.
+    // Versions arrive out of order, all at once (they share a transaction), mixed with events for a
+    // shop that never installed, and one message sent twice.
     let mut versions: Vec<i64> = (1..=40).collect();
     versions.reverse();
     versions.swap(3, 30);
@@ -297,7 +297,12 @@ async fn a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it(app: 
     let strangers = (0..5).map(|i| {
         let message = customer_updated("shop_stranger", "cus_1", 1, "x@example.com");
         let app = &app;
-        async move { (app.send(&format!("msg_stranger_{i}"), &message).await, 404) }
+        async move {
+            let response = app.post_signed("/webhooks", &format!("msg_stranger_{i}"), &message).await;
+            let (status, body) = problem(response).await;
+            assert_eq!(body["code"], "unknown-shop", "{body}");
+            (status, 404)
+        }
     });
     let twice = customer_updated("shop_a", "cus_2", 1, "two@example.com");
     let repeats = (0..2).map(|_| {
@@ -394,4 +399,45 @@ async fn each_refused_signature_is_one_security_event_that_holds_nothing_the_cal
     ] {
         assert!(!logs.contains(leak), "{leak:?} is in the log:\n{logs}");
     }
+}
+
+#[tokio::test]
+async fn on_postgresql_a_batch_is_answered_only_once_it_has_committed() {
+    use futures_util::StreamExt;
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        eprintln!("skipped: set PORTAL_TEST_POSTGRES_URL to run this on PostgreSQL");
+        return;
+    };
+    app.deliver(&installed("shop_a", 1)).await;
+    // A check deferred to the commit, which waits while the test holds an advisory lock: every
+    // transaction that writes a customer is stopped at its commit until the test lets it go.
+    app.rows(
+        "CREATE FUNCTION wait_for_the_test() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END $$",
+    )
+    .await;
+    app.rows(
+        "CREATE CONSTRAINT TRIGGER wait_for_the_test AFTER INSERT OR UPDATE ON customers \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wait_for_the_test()",
+    )
+    .await;
+    let holder = sea_orm::Database::connect(app.database_url()).await.unwrap();
+    let held = holder.begin().await.unwrap();
+    held.execute_unprepared("SELECT pg_advisory_xact_lock(4242)").await.unwrap();
+
+    let updates = (0..20).map(|i| {
+        let message = customer_updated("shop_a", &format!("cus_{i}"), 1, &format!("c{i}@example.com"));
+        let app = &app;
+        async move { app.send(&format!("msg_held_{i}"), &message).await }
+    });
+    let mut answers: futures_util::stream::FuturesUnordered<_> = updates.collect();
+    let first = tokio::time::timeout(std::time::Duration::from_millis(700), answers.next()).await;
+    assert!(first.is_err(), "answered while the commit was held: {first:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 0, "visible before the commit");
+
+    held.rollback().await.unwrap();
+    let statuses: Vec<u16> = answers.collect().await;
+    assert_eq!(statuses, [204; 20]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 20);
 }
