@@ -56,8 +56,9 @@ use crate::{
 
 /// Requests still being answered when the listener closes get at least this long to finish.
 const LEAST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-/// Lifecycle messages whose answers are kept in memory, to answer the host's retries at once.
-const RECENT_ANSWERS: usize = 100_000;
+/// Lifecycle messages whose answers are kept in memory, to answer the host's retries at once: about
+/// half a minute of intake at full speed, about 25 MiB when full (see `inbox/recent.rs`).
+const RECENT_ANSWERS: usize = 500_000;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,10 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait, Set, sea_query::OnConflict,
 };
 
+mod recent;
+
+pub use recent::RecentlyAnswered;
+
 use crate::{
     clock::to_millis,
     db::ROWS_PER_STATEMENT,
@@ -312,62 +316,4 @@ pub async fn remember_interaction_answer<C: ConnectionTrait>(
     };
     staff_act::Entity::insert(row).exec_without_returning(conn).await?;
     Ok(())
-}
-
-/// The ids of lifecycle messages this instance answered lately (always `204`, and never changed
-/// afterwards), so the host's retries, which mostly come within minutes, are answered from memory
-/// without touching the database. A miss goes the normal way, through the stored answers.
-pub struct RecentlyAnswered {
-    inner: std::sync::Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
-    capacity: usize,
-}
-
-impl RecentlyAnswered {
-    /// Remembers at most `capacity` ids, forgetting the oldest first.
-    pub fn new(capacity: usize) -> Self {
-        Self { inner: std::sync::Mutex::default(), capacity }
-    }
-
-    /// Whether `id` was answered lately.
-    pub fn contains(&self, id: &WebhookId) -> bool {
-        self.inner.lock().expect("answers lock").0.contains(id.as_str())
-    }
-
-    /// Remembers that `id` was answered.
-    pub fn insert(&self, id: &WebhookId) {
-        let mut inner = self.inner.lock().expect("answers lock");
-        let (set, order) = &mut *inner;
-        if set.insert(id.as_str().to_owned()) {
-            order.push_back(id.as_str().to_owned());
-            if order.len() > self.capacity
-                && let Some(oldest) = order.pop_front()
-            {
-                set.remove(&oldest);
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for RecentlyAnswered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecentlyAnswered").field("capacity", &self.capacity).finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_answers_forget_the_oldest_beyond_capacity() {
-        let recent = RecentlyAnswered::new(2);
-        let id = |s: &str| WebhookId::parse(s).unwrap();
-        recent.insert(&id("a"));
-        recent.insert(&id("b"));
-        recent.insert(&id("a"));
-        assert!(recent.contains(&id("a")) && recent.contains(&id("b")));
-        recent.insert(&id("c"));
-        assert!(!recent.contains(&id("a")));
-        assert!(recent.contains(&id("b")) && recent.contains(&id("c")));
-    }
 }
