@@ -539,7 +539,7 @@ async fn two_instances(
     let twins = mine.iter().filter(|m| m.twinned).count() as u64;
     let once = applied == count.answered as u64 && repeats == twins;
     let note = format!(
-        "two-instances: {}; the two instances applied {applied} messages between them ({} stale) and answered          {repeats} as repeats, for {} distinct messages of which {twins} were sent to both at once: {}.",
+        "two-instances: {}; the two instances applied {applied} messages between them ({} stale) and answered {repeats} as repeats, for {} distinct messages of which {twins} were sent to both at once: {}.",
         count.describe(),
         outcomes.get("stale").copied().unwrap_or(0),
         count.answered,

@@ -116,9 +116,10 @@ fn message_id(ids: Ids, run: &str, n: u64) -> String {
 }
 
 /// Every how many messages the host, in the two-instance scenario, also sends a message to the
-/// other instance at the same moment (a retry that crossed the first attempt). One in 50 is far more
-/// than a host's retries cross their first attempts, and gives a run a few thousand such pairs.
-pub const TWIN_EVERY: u64 = 50;
+/// other instance at the same moment (a retry that crossed the first attempt). One in 200 is still
+/// far more than a host's retries cross their first attempts, and gives a run several hundred such
+/// pairs; each makes one instance's batch wait for the other's commit.
+pub const TWIN_EVERY: u64 = 200;
 
 /// `customer.updated`, each with a new `webhook-id` and a newer customer version (`version_base` +
 /// the operation's number, so a later scenario's versions are newer than an earlier one's). A worker
