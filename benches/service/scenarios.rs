@@ -138,7 +138,7 @@ pub fn webhook_intake(target: &Target, sent: Sent, ids: Ids, version_base: i64) 
             let snapshot = Customer::example(&id_of, Some(&email), Some("+61412345678")).snapshot(version);
             let body = host_messages::customer_updated(SHOP, snapshot, Utc::now()).to_string();
             let request = || signed(&target, "/webhooks", &id, body.clone());
-            let twinned = worker.other.is_some() && n % TWIN_EVERY == 0;
+            let twinned = worker.other.is_some() && n.is_multiple_of(TWIN_EVERY);
             let result = match worker.other.as_mut().filter(|_| twinned) {
                 Some(other) => {
                     let (mine, theirs) =

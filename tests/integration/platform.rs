@@ -86,7 +86,37 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout() {
         assert_eq!(app.count("PRAGMA foreign_keys").await, 1);
         assert_eq!(app.count("PRAGMA busy_timeout").await, 5000);
         assert_eq!(app.count("PRAGMA synchronous").await, 2, "FULL");
+        // Statement journals in memory, not a temporary file per batch of webhooks.
+        assert_eq!(app.count("PRAGMA temp_store").await, 2, "MEMORY");
     }
+}
+
+#[tokio::test]
+async fn sqlite_checkpoints_soon_after_commits_without_waiting_for_the_wal_limit() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.deliver(&installed("shop_a", 1)).await;
+    let db_path = app.database_url().trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
+    // Let any checkpoint of the set-up finish, then note the file's size.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = std::fs::metadata(&db_path).unwrap().len();
+    let burst = (0..200).map(|n| {
+        let message = customer_updated("shop_a", &format!("cus_{n}"), 1, &format!("c{n}@example.com"));
+        let app = &app;
+        async move { app.send(&format!("msg_{n}"), &message).await }
+    });
+    assert!(futures_util::future::join_all(burst).await.iter().all(|&status| status == 204));
+    // 200 customers are a few hundred KiB of pages: far below the writer's own checkpoint at the WAL
+    // limit, and the minute's maintenance checkpoint is not due. Only the checkpoint task that follows
+    // commits copies them into the database file this soon.
+    let mut grown = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::fs::metadata(&db_path).unwrap().len() > before {
+            grown = true;
+            break;
+        }
+    }
+    assert!(grown, "the database file is still {before} bytes: nothing checkpointed the WAL");
 }
 
 #[tokio::test]

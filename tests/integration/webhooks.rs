@@ -17,7 +17,21 @@ crate::on_both_databases!(
     a_database_fault_is_a_500_problem_and_stores_nothing,
     a_message_still_being_processed_elsewhere_gets_503_with_retry_after,
     a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it,
+    lifecycle_messages_stay_out_of_the_erasure_index,
 );
+
+/// Erasure forgets star-menu answers by customer through a partial index; lifecycle messages, which
+/// erasure never forgets, name no customer, so none of them adds an entry to it.
+async fn lifecycle_messages_stay_out_of_the_erasure_index(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    assert_eq!(app.send("msg_c1", &customer_updated("shop_a", "cus_1", 1, "a@example.com")).await, 204);
+    assert_eq!(app.send("msg_c2", &customer_deleted("shop_a", "cus_1", 2)).await, 204);
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE endpoint = 'webhooks'").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_messages WHERE customer_id IS NOT NULL").await, 0);
+    // A repeat is still recognised without it.
+    assert_eq!(app.send("msg_c1", &customer_updated("shop_a", "cus_1", 1, "a@example.com")).await, 204);
+    assert_eq!(app.count("SELECT version FROM customers WHERE id = 'cus_1'").await, 2);
+}
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
