@@ -3,7 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
+use portal_invites::{
+    db::ROWS_PER_STATEMENT,
+    entities::{customer, webhook_message},
+};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::scenarios::{SHOP, SentMessage};
 
@@ -40,40 +44,27 @@ impl Count {
 
 /// Counts the rows of `scenario` (the messages it sent) against `everything` sent so far.
 pub async fn count(conn: &DatabaseConnection, scenario: &[SentMessage], everything: &[SentMessage]) -> Count {
-    let backend = conn.get_database_backend();
     let ids: Vec<&str> = scenario.iter().map(|m| m.id.as_str()).collect::<HashSet<_>>().into_iter().collect();
     let mut stored = 0u64;
-    for chunk in ids.chunks(500) {
-        let placeholders: Vec<String> = (1..=chunk.len())
-            .map(|i| if backend == DbBackend::Postgres { format!("${i}") } else { "?".to_owned() })
-            .collect();
-        let sql =
-            format!("SELECT COUNT(*) AS n FROM webhook_messages WHERE id IN ({})", placeholders.join(","));
-        let values = chunk.iter().map(|id| Value::from(*id));
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        stored += webhook_message::Entity::find()
+            .filter(webhook_message::Column::Id.is_in(chunk.iter().copied()))
+            .count(conn)
             .await
-            .expect("the inbox can be counted")
-            .expect("a count");
-        stored += row.try_get::<i64>("", "n").expect("a number") as u64;
+            .expect("the inbox can be counted");
     }
     let mut newest: HashMap<String, i64> = HashMap::new();
     for message in everything {
         let version = newest.entry(format!("cus_{}", message.customer)).or_insert(i64::MIN);
         *version = (*version).max(message.version);
     }
-    let placeholder = if backend == DbBackend::Postgres { "$1" } else { "?" };
-    let rows = conn
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            format!("SELECT id, version FROM customers WHERE shop_id = {placeholder}"),
-            [Value::from(SHOP)],
-        ))
+    let held: HashMap<String, i64> = customer::Entity::find()
+        .filter(customer::Column::ShopId.eq(SHOP))
+        .all(conn)
         .await
-        .expect("the customers can be read");
-    let held: HashMap<String, i64> = rows
-        .iter()
-        .map(|row| (row.try_get::<String>("", "id").unwrap(), row.try_get::<i64>("", "version").unwrap()))
+        .expect("the customers can be read")
+        .into_iter()
+        .map(|c| (c.id, c.version))
         .collect();
     let wrong_version = newest.iter().filter(|(id, version)| held.get(*id) != Some(version)).count();
     Count { answered: ids.len(), stored, wrong_version, customers: newest.len() }
