@@ -8,7 +8,9 @@
 //! 3. the stored customers of the installed shops, read (and on PostgreSQL locked `FOR NO KEY
 //!    UPDATE`, in `(shop_id, id)` order) in one statement;
 //! 4. the version rule applied in memory in arrival order ([`records::judge_customer`]), then the
-//!    latest snapshot of each customer written in one upsert whose `WHERE` applies the rule again;
+//!    latest snapshot of each customer written in one upsert whose `WHERE` applies the rule again
+//!    (a customer it did not write, because another instance created it meanwhile with a newer
+//!    version, has its events counted stale);
 //! 5. a changed email followed to the portal account (rare: one call per changed customer).
 //!
 //! On SQLite the single write lock makes reading first and writing after safe. On PostgreSQL the
@@ -115,6 +117,7 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     let mut versions: HashMap<Key<'_>, (i64, bool)> =
         before.iter().map(|(k, c)| (*k, (c.version, c.deleted_at.is_some()))).collect();
     let mut latest: BTreeMap<Key<'_>, (&ShopId, &CustomerSnapshot)> = BTreeMap::new();
+    let mut stored: Vec<(usize, Key<'_>)> = Vec::new();
     for (i, pending, snapshot) in fresh {
         let applied = if installed(pending) {
             let k = key(pending, snapshot);
@@ -122,6 +125,7 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
             if verdict == Applied::Stored {
                 versions.insert(k, (snapshot.version, false));
                 latest.insert(k, (&pending.shop_id, snapshot));
+                stored.push((i, k));
             }
             verdict
         } else {
@@ -133,8 +137,19 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
 
     let rows: Vec<(&ShopId, &CustomerSnapshot)> = latest.values().copied().collect();
     let now = first.now;
+    let mut written: HashSet<(String, String)> = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        records::upsert_customers(txn, chunk, now).await?;
+        written.extend(records::upsert_customers(txn, chunk, now).await?);
+    }
+    let was_written = |k: &Key<'_>| written.contains(&(k.0.to_owned(), k.1.to_owned()));
+    if written.len() < latest.len() {
+        // A customer that was not there to lock, created meanwhile by another instance with a newer
+        // version: nothing of this batch was written for it, so each of its events was stale.
+        for &(i, k) in &stored {
+            if !was_written(&k) {
+                outcomes[i] = Some((StoredAnswer::no_content(), Some(Applied::Stale)));
+            }
+        }
     }
     // A changed email moves a portal username; in key order, like every lock of the batch.
     for (k, (shop_id, snapshot)) in &latest {

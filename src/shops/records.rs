@@ -13,7 +13,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Select, Set,
+    QueryTrait, Select, Set,
     sea_query::{Alias, Asterisk, Expr, ExprTrait, LockType, OnConflict, Query},
 };
 
@@ -238,10 +238,10 @@ pub async fn store_customer<C: ConnectionTrait>(
         return Ok(verdict);
     }
     let shop_id = shop.shop_id();
-    Ok(if upsert_customers(conn, &[(&shop_id, snapshot)], now).await? == 1 {
-        Applied::Stored
-    } else {
+    Ok(if upsert_customers(conn, &[(&shop_id, snapshot)], now).await?.is_empty() {
         Applied::Stale
+    } else {
+        Applied::Stored
     })
 }
 
@@ -290,17 +290,18 @@ pub fn shop_row(stored: shop::Model, snapshot: &ShopSnapshot, now: DateTime<Utc>
 
 /// Stores customer snapshots, each with its shop, in one statement (keep it to
 /// [`ROWS_PER_STATEMENT`]), each unless a newer version is stored or the customer was deleted.
-/// Returns how many rows changed.
+/// Returns the `(shop_id, id)` of each row written: a snapshot missing there lost to what another
+/// writer stored meanwhile (on PostgreSQL, a customer another instance created after it was judged).
 pub async fn upsert_customers<C: ConnectionTrait>(
     conn: &C,
     snapshots: &[(&ShopId, &CustomerSnapshot)],
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<Vec<(String, String)>, DbErr> {
     let rows = snapshots
         .iter()
         .map(|(shop_id, snapshot)| customer::ActiveModel::from(customer_row(shop_id, snapshot, now)));
     use customer::Column as C;
-    customer::Entity::insert_many(rows)
+    let mut upsert = customer::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::columns([C::ShopId, C::Id])
                 .update_columns([C::FirstName, C::LastName, C::Email, C::Mobile, C::Version, C::UpdatedAt])
@@ -311,8 +312,13 @@ pub async fn upsert_customers<C: ConnectionTrait>(
                 )
                 .to_owned(),
         )
-        .exec_without_returning(conn)
-        .await
+        .into_query();
+    upsert.returning(Query::returning().columns([C::ShopId, C::Id]));
+    conn.query_all(&upsert)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get::<String>("", "shop_id")?, row.try_get::<String>("", "id")?)))
+        .collect()
 }
 
 /// `customer.deleted`: erases the customer's personal data and leaves a tombstone, so no update,

@@ -18,7 +18,55 @@ crate::on_both_databases!(
     a_message_still_being_processed_elsewhere_gets_503_with_retry_after,
     a_burst_keeps_the_newest_version_and_a_stranger_does_not_spoil_it,
     lifecycle_messages_stay_out_of_the_erasure_index,
+    a_batch_stores_every_character_and_version_as_sent,
 );
+
+/// A batch reaches the database as one JSON value (`db/json_rows.rs`): quotes, backslashes and
+/// characters beyond ASCII come out as sent, versions stay integers (compared as numbers, not text,
+/// and beyond a double's precision), and the stored answer replays exactly.
+async fn a_batch_stores_every_character_and_version_as_sent(app: TestApp) {
+    app.deliver(&installed("shop_a", 1)).await;
+    let odd = Customer {
+        id: "cus_odd".to_owned(),
+        first_name: r#"O'Brien "Bobby" \ \n"#.to_owned(),
+        last_name: "Žofie 😀 ünïcødé ' ; DROP TABLE customers; --".to_owned(),
+        email: Some("o.brien+garage@example.com".to_owned()),
+        mobile: None,
+    };
+    let updated = |customer: &Customer, version: i64| {
+        host_messages::customer_updated("shop_a", customer.snapshot(version), at(0))
+    };
+    let big_version = (1_i64 << 53) + 1;
+    let big = Customer::example("cus_big", Some("big@example.com"), None);
+    // Together, so they share a batch.
+    let (odd_9, big_1) = (updated(&odd, 9), updated(&big, big_version));
+    let (a, b) = tokio::join!(app.send("msg_odd_9", &odd_9), app.send("msg_big", &big_1));
+    assert_eq!((a, b), (204, 204));
+    // 10 after 9: "10" < "9" as text, so a version stored or compared as text would stay at 9.
+    assert_eq!(app.send("msg_odd_10", &updated(&odd, 10)).await, 204);
+    assert_eq!(app.send("msg_odd_2", &updated(&odd, 2)).await, 204);
+
+    let rows = app
+        .rows("SELECT first_name, last_name, email, mobile, version FROM customers WHERE id = 'cus_odd'")
+        .await;
+    let row = &rows[0];
+    assert_eq!(row.try_get::<String>("", "first_name").unwrap(), odd.first_name);
+    assert_eq!(row.try_get::<String>("", "last_name").unwrap(), odd.last_name);
+    assert_eq!(row.try_get::<Option<String>>("", "email").unwrap(), odd.email);
+    assert_eq!(row.try_get::<Option<String>>("", "mobile").unwrap(), None);
+    assert_eq!(row.try_get::<i64>("", "version").unwrap(), 10);
+    let rows = app.rows("SELECT version FROM customers WHERE id = 'cus_big'").await;
+    assert_eq!(rows[0].try_get::<i64>("", "version").unwrap(), big_version);
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers WHERE version > 9 AND version < 11").await, 1);
+    let answered = "SELECT COUNT(*) FROM webhook_messages WHERE endpoint = 'webhooks' \
+                    AND event_type = 'customer.updated' AND shop_id = 'shop_a' AND customer_id IS NULL \
+                    AND status = 204 AND response_body = '' AND received_at > 0";
+    assert_eq!(app.count(answered).await, 4);
+    // A repeat gets the stored answer and changes nothing.
+    assert_eq!(app.send("msg_odd_9", &updated(&odd, 9)).await, 204);
+    let rows = app.rows("SELECT version FROM customers WHERE id = 'cus_odd'").await;
+    assert_eq!(rows[0].try_get::<i64>("", "version").unwrap(), 10);
+}
 
 /// Erasure forgets star-menu answers by customer through a partial index; lifecycle messages, which
 /// erasure never forgets, name no customer, so none of them adds an entry to it.
@@ -454,4 +502,49 @@ async fn on_postgresql_a_batch_is_answered_only_once_it_has_committed() {
     let statuses: Vec<u16> = answers.collect().await;
     assert_eq!(statuses, [204; 20]);
     assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 20);
+}
+
+/// Two instances: this one's batch finds no customer to lock, another instance is creating it at a
+/// newer version, and the upsert waits for that insert, then writes nothing. The event was stale, and
+/// is counted so (the metrics and the log say what happened to each message).
+#[tokio::test]
+async fn on_postgresql_an_update_that_loses_to_a_concurrent_insert_is_stale() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        eprintln!("skipped: set PORTAL_TEST_POSTGRES_URL to run this on PostgreSQL");
+        return;
+    };
+    app.deliver(&installed("shop_a", 1)).await;
+    let other = sea_orm::Database::connect(app.database_url()).await.unwrap();
+    let creating = other.begin().await.unwrap();
+    creating
+        .execute_unprepared(
+            "INSERT INTO customers (shop_id, id, email, version, updated_at) \
+             VALUES ('shop_a', 'cus_race', 'newer@example.com', 5, 0)",
+        )
+        .await
+        .unwrap();
+    let other_commits_once_we_wait = async {
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
+                       WHERE wait_event_type = 'Lock' AND datname = current_database() \
+                       AND query LIKE 'INSERT INTO \"customers\"%'";
+        for _ in 0..500 {
+            if app.count(waiting).await > 0 {
+                creating.commit().await.unwrap();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the update never waited for the other instance's insert");
+    };
+    let message = customer_updated("shop_a", "cus_race", 3, "older@example.com");
+    let (status, ()) = tokio::join!(app.send("msg_race", &message), other_commits_once_we_wait);
+    assert_eq!(status, 204);
+
+    let rows = app.rows("SELECT email, version FROM customers WHERE id = 'cus_race'").await;
+    assert_eq!(rows[0].try_get::<i64>("", "version").unwrap(), 5);
+    assert_eq!(rows[0].try_get::<String>("", "email").unwrap(), "newer@example.com");
+    let logs = app.logs.text();
+    let line = logs.lines().find(|l| l.contains("event processed") && l.contains("msg_race"));
+    assert!(line.is_some_and(|l| l.contains("applied=Stale")), "{line:?}");
 }
