@@ -141,12 +141,11 @@ pub async fn apply_customer_updates<C: ConnectionTrait>(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         written.extend(records::upsert_customers(txn, chunk, now).await?);
     }
-    let was_written = |k: &Key<'_>| written.contains(&(k.0.to_owned(), k.1.to_owned()));
     if written.len() < latest.len() {
         // A customer that was not there to lock, created meanwhile by another instance with a newer
         // version: nothing of this batch was written for it, so each of its events was stale.
-        for &(i, k) in &stored {
-            if !was_written(&k) {
+        for &(i, (shop_id, id)) in &stored {
+            if !written.contains(&(shop_id.to_owned(), id.to_owned())) {
                 outcomes[i] = Some((StoredAnswer::no_content(), Some(Applied::Stale)));
             }
         }
