@@ -14,6 +14,7 @@ pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
+use self::events::LifecycleEventType;
 use crate::{
     access::PortalAccess, clock::Clock, db::Database, inbox::RecentlyAnswered, invitations::handoff::Courier,
     outbox::FirstAttempt, sealing::Sealer, shops::cache::ShopCache,
@@ -33,7 +34,7 @@ pub struct HostContext {
     /// Commits lifecycle events, many per transaction.
     pub lifecycle: Arc<lifecycle_writer::LifecycleWriter>,
     /// Lifecycle messages answered lately, to answer the host's retries from memory.
-    pub recent_answers: Arc<RecentlyAnswered>,
+    pub recent_answers: Arc<RecentlyAnswered<LifecycleEventType>>,
     /// Makes the first delivery attempt of an invitation (delivery, passed in by the app).
     pub courier: Arc<dyn Courier>,
     /// Who the courier is in the outbox: an invitation's row starts leased to it.

@@ -83,12 +83,10 @@ async fn receive<T>(
     message: &SignedMessage<T>,
     kind_seen: &mut Option<LifecycleEventType>,
 ) -> Result<(StoredAnswer, Option<Applied>), HostError> {
-    // A repeat answered lately is answered again from memory, before any database work (its type
-    // is read only for the count).
-    if ctx.recent_answers.contains(&message.verified.id) {
-        *kind_seen = RawEnvelope::parse(&message.body)
-            .ok()
-            .and_then(|envelope| LifecycleEventType::from_name(&envelope.event_type));
+    // A repeat answered lately is answered again from memory, before any database work or parsing
+    // (its type, for the count, was remembered with it).
+    if let Some(kind) = ctx.recent_answers.get(&message.verified.id) {
+        *kind_seen = Some(kind);
         tracing::debug!(webhook_id = %message.verified.id, "repeated message answered again");
         return Ok((StoredAnswer::no_content(), None));
     }
@@ -116,7 +114,7 @@ async fn receive<T>(
     };
     let (answer, applied) = ctx.lifecycle.commit(pending).await?;
     if answer.status == 204 {
-        ctx.recent_answers.insert(&message.verified.id);
+        ctx.recent_answers.insert(&message.verified.id, kind);
     }
     ctx.shops.forget(&shop_id);
     match &applied {
