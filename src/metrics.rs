@@ -139,14 +139,10 @@ async fn scrape(Data(scrape): Data<&Scrape>) -> poem::Response {
         .body(scrape.handle.render())
 }
 
-/// One answered request, called by the access log with what it logs: the route pattern (never
-/// the raw path), the method and the status.
-pub fn count_request(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
-    // The labels are built before a recorder is asked, so without one this stops before building them.
-    if !HANDLE.get().is_some_and(Result::is_ok) {
-        return;
-    }
-    let method = match *method {
+/// The name of a standard method, as a label; `None` for a client's made-up one (which must not
+/// become a label or a span name of its own).
+pub fn standard_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
         Method::POST => "POST",
@@ -154,8 +150,20 @@ pub fn count_request(method: &Method, route: &str, status: StatusCode, elapsed: 
         Method::PATCH => "PATCH",
         Method::DELETE => "DELETE",
         Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return None,
+    })
+}
+
+/// One answered request, called by the access log with what it logs: the route pattern (never
+/// the raw path), the method and the status.
+pub fn count_request(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+    // The labels are built before a recorder is asked, so without one this stops before building them.
+    if !HANDLE.get().is_some_and(Result::is_ok) {
+        return;
+    }
+    let method = standard_method(method).unwrap_or("other");
     metrics::histogram!(
         "portal_http_request_duration_seconds",
         "route" => route.to_owned(),

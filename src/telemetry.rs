@@ -3,12 +3,12 @@
 //! The access log and the request span name the route *pattern* (`/setup/:token`), never the raw
 //! path or query, so no token that travels in a URL reaches a log line or a trace.
 
+mod batched;
 mod traces;
 
-use std::{io::IsTerminal, time::Instant};
+use std::{io::IsTerminal, sync::Arc, time::Instant};
 
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result, http::StatusCode};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{
     EnvFilter,
     filter::{FilterExt, filter_fn},
@@ -27,15 +27,15 @@ use crate::config::LogFormat;
 pub struct LogGuard {
     // Dropped first (declaration order): the exporter's own complaints still reach the log.
     traces: Option<traces::Exporter>,
-    _writer: WorkerGuard,
+    _writer: batched::BatchedGuard,
 }
 
 /// Installs the global subscriber. Call once, at start-up of the binary (tests install their own).
 ///
-/// Lines are formatted on the thread that logs and written to stdout by a dedicated thread, so a
-/// request never waits on the terminal or on whatever reads the pipe. The queue is not lossy: when
-/// it is full (a stalled reader), logging threads wait rather than drop lines, because an access
-/// log with gaps is worse than a slower one.
+/// Lines are formatted on the thread that logs and written to stdout in batches by a dedicated
+/// thread (see `batched`), so a request never waits on the terminal or on whatever reads the pipe.
+/// Nothing is dropped: past a limit (a stalled reader), logging threads wait rather than drop lines,
+/// because an access log with gaps is worse than a slower one.
 ///
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, an OpenTelemetry layer joins the same registry beside
 /// the log, each with its own filter: the log filter (`PORTAL_LOG`) governs log events only, and the
@@ -44,10 +44,7 @@ pub struct LogGuard {
 /// runtime: the exporter's batches are sent from a task on it.
 pub fn init(filter: &str, format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    // The writer thread flushes whenever its queue runs dry, so buffering only merges the lines of a
-    // burst into one write instead of one system call per line.
-    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(stdout);
+    let (writer, guard) = batched::batched(std::io::stdout());
     // Colours only for a person at a terminal, never escape codes in a file or a log collector.
     let ansi = std::io::stdout().is_terminal();
     let exporter = traces::Exporter::from_env();
@@ -80,14 +77,14 @@ impl Drop for LogGuard {
 }
 
 /// The status and route pattern of a handled request, and the response itself.
-fn outcome<T: IntoResponse>(result: Result<T>) -> (Result<Response>, StatusCode, Option<String>) {
+fn outcome<T: IntoResponse>(result: Result<T>) -> (Result<Response>, StatusCode, Option<Arc<str>>) {
     let (status, route) = match &result {
         Ok(_) => (None, None),
-        Err(err) => (Some(err.status()), err.data::<PathPattern>().map(|p| p.0.to_string())),
+        Err(err) => (Some(err.status()), err.data::<PathPattern>().map(|p| Arc::clone(&p.0))),
     };
     let response = result.map(IntoResponse::into_response);
     let (status, route) = match &response {
-        Ok(resp) => (resp.status(), resp.data::<PathPattern>().map(|p| p.0.to_string())),
+        Ok(resp) => (resp.status(), resp.data::<PathPattern>().map(|p| Arc::clone(&p.0))),
         Err(_) => (status.unwrap_or_default(), route),
     };
     (response, status, route.filter(|r| !r.is_empty()))
@@ -116,8 +113,8 @@ impl<E: Endpoint> Endpoint for AccessLogEndpoint<E> {
         let result = self.0.call(req).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (response, status, route) = outcome(result);
-        let route = route.unwrap_or_else(|| "(unmatched)".to_owned());
-        crate::metrics::count_request(&method, &route, status, started.elapsed());
+        let route = route.as_deref().unwrap_or("(unmatched)");
+        crate::metrics::count_request(&method, route, status, started.elapsed());
         tracing::info!(
             target: "portal_invites::access",
             %method,

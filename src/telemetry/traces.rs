@@ -134,12 +134,7 @@ impl<E: Endpoint> Endpoint for RequestSpanEndpoint<E> {
     async fn call(&self, req: Request) -> Result<Self::Output> {
         // A method outside the standard ones is `_OTHER`, as OpenTelemetry's conventions say: a
         // client's made-up token names no span.
-        let method = match req.method().as_str() {
-            known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "CONNECT"
-            | "TRACE") => known,
-            _ => "_OTHER",
-        }
-        .to_owned();
+        let method = crate::metrics::standard_method(req.method()).unwrap_or("_OTHER");
         // Named by the method alone until the route is known (after routing), as OpenTelemetry's
         // conventions name a request that matched no route.
         let span = tracing::info_span!(
@@ -165,7 +160,7 @@ impl<E: Endpoint> Endpoint for RequestSpanEndpoint<E> {
         if let Some(route) = &route {
             // `otel.name` is read only while the span is unstarted; by now it has been entered.
             span.context().span().update_name(format!("{method} {route}"));
-            span.record("http.route", route.as_str());
+            span.record("http.route", &**route);
         }
         // As a signed integer: the bridge exports unsigned ones as text.
         span.record("http.response.status_code", i64::from(status.as_u16()));
