@@ -6,6 +6,8 @@
 //! (compiled, and rendered once with sample data), so a broken one stops the start with a clear
 //! message instead of failing when a customer's message is sent.
 
+mod reuse;
+
 use std::path::Path;
 
 use include_dir::{Dir, include_dir};
@@ -26,6 +28,7 @@ pub struct TemplateError {
 /// The compiled templates.
 pub struct Templates {
     env: Environment<'static>,
+    reused: reuse::Reused,
 }
 
 impl std::fmt::Debug for Templates {
@@ -52,7 +55,7 @@ impl Templates {
             env.add_template_owned(name.clone(), source)
                 .map_err(|e| TemplateError { name, message: describe(&e) })?;
         }
-        Ok(Self { env })
+        Ok(Self { env, reused: reuse::Reused::new() })
     }
 
     /// Renders `name` with `context`.

@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use poem::{Request, Response, http::StatusCode};
 use serde::Serialize;
 
-use super::{Base, render};
+use super::{Base, render, render_with_token};
 use crate::{
     entities::shop,
     links,
@@ -39,14 +39,20 @@ pub fn forgot_page(
     error: Option<&'static str>,
 ) -> Response {
     let (csrf, cookie) = csrf_for(portal, request);
-    let context = ForgotPage {
+    let page = |csrf: &str| ForgotPage {
         base: Base::shop(portal, shop, "Forgot your password?"),
         action: links::portal_path(&portal.public_url, &shop.id, "forgot"),
-        csrf,
+        csrf: csrf.to_owned(),
         email: email.to_owned(),
         email_error: error,
     };
-    with_cookies(render(portal, "pages/forgot.html", status, &context), cookie)
+    // The empty form is the same for every visitor of the shop: rendered once and reused.
+    let response = if email.is_empty() {
+        render_with_token(portal, "pages/forgot.html", status, &csrf, page)
+    } else {
+        render(portal, "pages/forgot.html", status, &page(&csrf))
+    };
+    with_cookies(response, cookie)
 }
 
 /// "Check your email": the same page whether or not `email` has an account, with how long a link

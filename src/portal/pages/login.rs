@@ -3,7 +3,7 @@
 use poem::{Request, Response, http::StatusCode};
 use serde::Serialize;
 
-use super::{Base, render};
+use super::{Base, render, render_with_token};
 use crate::{
     entities::shop,
     links,
@@ -47,14 +47,21 @@ pub fn login_page(
     extras: LoginExtras<'_>,
 ) -> Response {
     let (csrf, cookie) = csrf_for(portal, request);
-    let context = LoginPage {
+    let page = |csrf: &str| LoginPage {
         base: Base::shop(portal, shop, format!("Log in to {}", shop.name)),
         action: links::portal_path(&portal.public_url, &shop.id, "login"),
-        csrf,
+        csrf: csrf.to_owned(),
         email: email.to_owned(),
         notice: extras.notice,
         error: extras.error,
         continue_with: extras.continue_with.map(str::to_owned),
     };
-    with_cookies(render(portal, "pages/login.html", status, &context), cookie)
+    // The page every visitor of the shop gets is rendered once and reused; one with a typed email
+    // or a sign-in's handle is particular to one visitor.
+    let response = if email.is_empty() && extras.continue_with.is_none() {
+        render_with_token(portal, "pages/login.html", status, &csrf, page)
+    } else {
+        render(portal, "pages/login.html", status, &page(&csrf))
+    };
+    with_cookies(response, cookie)
 }

@@ -86,7 +86,23 @@ pub fn render(
     status: StatusCode,
     context: &impl Serialize,
 ) -> Response {
-    match portal.templates.render(template, context) {
+    rendered(status, portal.templates.render(template, context))
+}
+
+/// Like [`render`], for a page that differs between visitors only by `token` (see
+/// `templates::reuse`).
+pub fn render_with_token<C: Serialize>(
+    portal: &PortalContext,
+    template: &str,
+    status: StatusCode,
+    token: &str,
+    page: impl Fn(&str) -> C,
+) -> Response {
+    rendered(status, portal.templates.render_with_token(template, token, page))
+}
+
+fn rendered(status: StatusCode, html: Result<String, crate::templates::TemplateError>) -> Response {
+    match html {
         Ok(html) => html_response(status, html),
         Err(e) => {
             tracing::error!(error = %e, "a page template failed");
