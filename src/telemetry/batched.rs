@@ -14,8 +14,7 @@
 use std::{
     io::Write,
     sync::{Arc, Condvar, Mutex, MutexGuard},
-    thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -24,6 +23,9 @@ use tracing_subscriber::fmt::MakeWriter;
 const LINGER: Duration = Duration::from_millis(5);
 /// Beyond this many bytes waiting, logging threads wait for the writer.
 const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+/// How long the guard waits for the last lines to be written: a stalled stdout must not keep the
+/// process from exiting.
+const LAST_WRITE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct State {
@@ -33,6 +35,8 @@ struct State {
     /// Logging threads waiting for room.
     blocked: usize,
     closed: bool,
+    /// The writer thread has written its last batch and ended.
+    finished: bool,
 }
 
 #[derive(Default)]
@@ -40,7 +44,7 @@ struct Shared {
     state: Mutex<State>,
     /// The writer waits here for a first line, or for the end.
     ready: Condvar,
-    /// Logging threads wait here for room.
+    /// Logging threads wait here for room, and the guard for the end of the writer.
     room: Condvar,
 }
 
@@ -60,25 +64,29 @@ pub struct BatchedWriter {
 /// Writes what is left and stops the thread when dropped.
 pub struct BatchedGuard {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    started: bool,
 }
 
 /// Starts the writer thread over `out`.
 pub fn batched(out: impl Write + Send + 'static) -> (BatchedWriter, BatchedGuard) {
     let shared = Arc::new(Shared::default());
-    let thread = std::thread::Builder::new()
+    let started = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn({
             let shared = Arc::clone(&shared);
-            move || write_batches(&shared, out)
+            move || {
+                write_batches(&shared, out);
+                shared.lock().finished = true;
+                shared.room.notify_all();
+            }
         })
         .map_err(|e| eprintln!("warning: cannot start the log writer thread ({e}); logging directly"))
-        .ok();
-    if thread.is_none() {
+        .is_ok();
+    if !started {
         // Without the thread nobody drains the buffer: every line is written at once instead.
         shared.lock().closed = true;
     }
-    (BatchedWriter { shared: Arc::clone(&shared) }, BatchedGuard { shared, thread })
+    (BatchedWriter { shared: Arc::clone(&shared) }, BatchedGuard { shared, started })
 }
 
 fn write_batches(shared: &Shared, mut out: impl Write) {
@@ -148,11 +156,21 @@ impl Write for &BatchedWriter {
 
 impl Drop for BatchedGuard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let mut state = self.shared.lock();
+        state.closed = true;
         self.shared.ready.notify_one();
         self.shared.room.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if !self.started {
+            return;
+        }
+        let deadline = Instant::now() + LAST_WRITE;
+        while !state.finished {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // The lines still waiting are lost with the process; better than never exiting.
+                return;
+            }
+            state = self.shared.room.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 }
@@ -260,7 +278,25 @@ mod tests {
         *open.lock().unwrap() = true;
         opened.notify_all();
         logger.join().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while sink.0.lock().unwrap().0.len() < lines * line.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         drop(guard);
         assert_eq!(sink.0.lock().unwrap().0.len(), lines * line.len());
+    }
+
+    #[test]
+    fn a_stalled_output_does_not_keep_the_process_from_exiting() {
+        let gate = Arc::new((StdMutex::new(false), Condvar::new()));
+        let (writer, guard) = batched(Stalled(gate, Sink::default()));
+        (&writer).write_all(b"never written\n").unwrap();
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+        // A hang detector, not a speed claim: the guard gives up after a second.
+        assert!(dropped.recv_timeout(Duration::from_secs(60)).is_ok(), "dropping the guard never returned");
     }
 }
