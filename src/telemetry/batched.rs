@@ -170,7 +170,12 @@ impl Drop for BatchedGuard {
                 // The lines still waiting are lost with the process; better than never exiting.
                 return;
             }
-            state = self.shared.room.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .shared
+                .room
+                .wait_timeout(state, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
     }
 }

@@ -14,10 +14,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rand::{Rng, distr::Alphanumeric};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 
 use super::{TemplateError, Templates};
+use crate::random;
 
 /// Distinct pages kept (a page per shop and template, in practice). Past it all are forgotten: a
 /// caller cannot grow memory by varying what it asks for, at worst it brings back full rendering.
@@ -32,8 +33,8 @@ pub(super) struct Reused {
 
 impl Reused {
     pub(super) fn new() -> Self {
-        // 43 characters, the length of an HMAC-SHA256 token in URL-safe base64.
-        let slot = rand::rng().sample_iter(Alphanumeric).take(43).map(char::from).collect();
+        // Shaped as a CSRF token is: 32 random bytes in URL-safe base64.
+        let slot = URL_SAFE_NO_PAD.encode(random::bytes::<32>());
         Self { slot, pages: Mutex::default() }
     }
 }
