@@ -3,16 +3,23 @@
 //! The access log and the request span name the route *pattern* (`/setup/:token`), never the raw
 //! path or query, so no token that travels in a URL reaches a log line or a trace.
 
+mod access_line;
 mod batched;
 mod traces;
 
-use std::{io::IsTerminal, sync::Arc, time::Instant};
+use std::{
+    io::IsTerminal,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result, http::StatusCode};
+use tracing::{Metadata, subscriber::Interest};
 use tracing_subscriber::{
-    EnvFilter,
-    filter::{FilterExt, filter_fn},
+    EnvFilter, Layer, Registry,
+    filter::FilterExt,
     fmt,
+    layer::{Context, Filter},
     prelude::*,
 };
 
@@ -48,17 +55,9 @@ pub fn init(filter: &str, format: LogFormat) -> LogGuard {
     // Colours only for a person at a terminal, never escape codes in a file or a log collector.
     let ansi = std::io::stdout().is_terminal();
     let exporter = traces::Exporter::from_env();
-    let registry = tracing_subscriber::registry().with(exporter.as_ref().map(traces::Exporter::layer));
-    // The log takes events only, so its lines read the same with traces on or off.
-    let log_filter = filter.and(filter_fn(|meta| meta.is_event()));
-    let installed = match format {
-        LogFormat::Text => registry
-            .with(fmt::layer().with_target(false).with_ansi(ansi).with_writer(writer).with_filter(log_filter))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_writer(writer).with_filter(log_filter))
-            .try_init(),
-    };
+    let installed = tracing_subscriber::registry()
+        .with(layers(filter, format, ansi, writer, exporter.as_ref()))
+        .try_init();
     if installed.is_err() {
         tracing::debug!("a log subscriber was already installed");
     }
@@ -66,6 +65,51 @@ pub fn init(filter: &str, format: LogFormat) -> LogGuard {
         tracing::info!("{}", exporter.describe());
     }
     LogGuard { traces: exporter, _writer: guard }
+}
+
+/// The log layer, and the trace layer when there is an exporter. Without one there is no trace
+/// layer at all: an absent layer (`None`) still claims an interest in every span, and each request
+/// would build a span in the registry (and read the trace headers) that nobody reads.
+fn layers(
+    filter: EnvFilter,
+    format: LogFormat,
+    ansi: bool,
+    writer: batched::BatchedWriter,
+    exporter: Option<&traces::Exporter>,
+) -> Vec<Box<dyn Layer<Registry> + Send + Sync>> {
+    // The log takes events only, so its lines read the same with traces on or off.
+    let log_filter = filter.and(EventsOnly);
+    let log = match format {
+        LogFormat::Text => fmt::layer()
+            .with_ansi(ansi)
+            .event_format(access_line::FastAccess::text(fmt::format().with_target(false)))
+            .with_writer(writer)
+            .with_filter(log_filter)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .event_format(access_line::FastAccess::json(fmt::format().json().flatten_event(true)))
+            .with_writer(writer)
+            .with_filter(log_filter)
+            .boxed(),
+    };
+    let mut layers = vec![log];
+    layers.extend(exporter.map(|exporter| exporter.layer().boxed()));
+    layers
+}
+
+/// Lets events through and never spans, decided once per call site, so that with traces off a
+/// span is disabled where it is written (`Span::is_disabled`) instead of asked about each time.
+struct EventsOnly;
+
+impl<S> Filter<S> for EventsOnly {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        meta.is_event()
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_event() { Interest::always() } else { Interest::never() }
+    }
 }
 
 impl Drop for LogGuard {
@@ -111,18 +155,51 @@ impl<E: Endpoint> Endpoint for AccessLogEndpoint<E> {
         let method = req.method().clone();
         let started = Instant::now();
         let result = self.0.call(req).await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
         let (response, status, route) = outcome(result);
         let route = route.as_deref().unwrap_or("(unmatched)");
-        crate::metrics::count_request(&method, route, status, started.elapsed());
-        tracing::info!(
-            target: "portal_invites::access",
-            %method,
-            route = %route,
-            status = status.as_u16(),
-            elapsed_ms = format_args!("{elapsed_ms:.1}"),
-            "request"
-        );
+        crate::metrics::count_request(&method, route, status, elapsed);
+        log_access(&method, route, status, elapsed);
         response
+    }
+}
+
+/// The access line (see `access_line` for how the service writes it).
+fn log_access(method: &poem::http::Method, route: &str, status: StatusCode, elapsed: Duration) {
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: access_line::TARGET,
+        %method,
+        route = %route,
+        status = status.as_u16(),
+        elapsed_ms = format_args!("{elapsed_ms:.1}"),
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_traces_off_no_span_is_built_and_the_log_still_takes_events() {
+        let lines = access_line::tests::Lines::default();
+        let (writer, guard) = batched::batched(lines.clone());
+        let layers = layers(EnvFilter::new("info"), LogFormat::Text, false, writer, None);
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), || {
+            let span =
+                tracing::info_span!(target: "portal_invites::http", "request", http.route = "/webhooks");
+            assert!(span.is_disabled(), "a span nobody reads was built");
+            let _entered = span.enter();
+            log_access(&poem::http::Method::GET, "/healthz", StatusCode::OK, Duration::from_micros(300));
+            tracing::debug!("below the filter");
+        });
+        drop(guard);
+        let logged = lines.take();
+        assert!(
+            logged.ends_with("  INFO request method=GET route=/healthz status=200 elapsed_ms=0.3\n"),
+            "{logged}"
+        );
+        assert_eq!(logged.lines().count(), 1, "{logged}");
     }
 }
