@@ -54,9 +54,13 @@ impl PortalContext {
     /// The shop of a `/p/{shop_id}` address; `NotFound` for an id that is malformed or never
     /// installed.
     pub async fn find_shop(&self, shop_id: &str) -> Result<shop::Model, PortalError> {
+        Ok(shop::Model::clone(&*self.shared_shop(shop_id).await?))
+    }
+
+    /// [`Self::find_shop`], as the cache holds it: for a look that needs no copy of its own.
+    pub async fn shared_shop(&self, shop_id: &str) -> Result<Arc<shop::Model>, PortalError> {
         let id = ShopId::parse(shop_id).map_err(|_| PortalError::NotFound)?;
-        let shop = self.shops.get(&self.db, &id).await?.ok_or(PortalError::NotFound)?;
-        Ok(shop::Model::clone(&shop))
+        self.shops.get(&self.db, &id).await?.ok_or(PortalError::NotFound)
     }
 
     /// The shop, if its portal is available; the "not available" page otherwise.

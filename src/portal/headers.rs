@@ -127,7 +127,7 @@ impl<E: Endpoint> Endpoint for HostPortalFormsEndpoint<E> {
         let mut response = self.inner.call(req).await?.into_response();
         let is_page = response.content_type().is_some_and(|t| t.starts_with("text/html"));
         if let (true, Some(portal)) = (is_page, portal)
-            && let Ok(shop) = portal.find_shop(&shop_id).await
+            && let Ok(shop) = portal.shared_shop(&shop_id).await
             && let Some(host) = shop.host_portal()
             && let Ok(policy) = HeaderValue::from_str(&page_policy_with_forms_to(&host))
         {

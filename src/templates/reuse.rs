@@ -11,6 +11,8 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, Hasher, RandomState},
+    io,
     sync::{Arc, Mutex},
 };
 
@@ -24,18 +26,51 @@ use crate::random;
 /// caller cannot grow memory by varying what it asks for, at worst it brings back full rendering.
 const MAX_PAGES: usize = 512;
 
-/// The rendered pieces of each page, by template and context; `None` for a page whose template
-/// does not print the token as it is.
+/// A page: its template and context, as a 128-bit fingerprint (two independently keyed SipHashes,
+/// keys drawn at start, over the template's name and the context's JSON). The JSON is streamed into
+/// the hashes, never built: building it, and a key around it, was most of the cost of finding a
+/// page. Two different pages share a fingerprint with odds of about one in 2^128 per pair, and
+/// nobody outside knows the keys to aim for one.
+type Fingerprint = [u64; 2];
+
+/// The rendered pieces of each page; `None` for a page whose template does not print the token as
+/// it is.
 pub(super) struct Reused {
     slot: String,
-    pages: Mutex<HashMap<String, Option<Arc<[String]>>>>,
+    keys: (RandomState, RandomState),
+    pages: Mutex<HashMap<Fingerprint, Option<Arc<[String]>>>>,
 }
 
 impl Reused {
     pub(super) fn new() -> Self {
         // Shaped as a CSRF token is: 32 random bytes in URL-safe base64.
         let slot = URL_SAFE_NO_PAD.encode(random::bytes::<32>());
-        Self { slot, pages: Mutex::default() }
+        Self { slot, keys: (RandomState::new(), RandomState::new()), pages: Mutex::default() }
+    }
+
+    /// The fingerprint of `name` rendered with `context`; `None` if the context cannot be serialized.
+    fn fingerprint(&self, name: &str, context: &impl Serialize) -> Option<Fingerprint> {
+        let mut hashes = Hashes(self.keys.0.build_hasher(), self.keys.1.build_hasher());
+        // A template's name holds no newline, and compact JSON holds none either.
+        io::Write::write_all(&mut hashes, name.as_bytes()).ok()?;
+        io::Write::write_all(&mut hashes, b"\n").ok()?;
+        serde_json::to_writer(&mut hashes, context).ok()?;
+        Some([hashes.0.finish(), hashes.1.finish()])
+    }
+}
+
+/// Feeds what is written to both hashes.
+struct Hashes<H>(H, H);
+
+impl<H: Hasher> io::Write for Hashes<H> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.write(bytes);
+        self.1.write(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -59,10 +94,9 @@ impl Templates {
         }
         let reused = &self.reused;
         let with_slot = page(&reused.slot);
-        let Ok(context) = serde_json::to_string(&with_slot) else {
+        let Some(key) = reused.fingerprint(name, &with_slot) else {
             return self.render(name, page(token));
         };
-        let key = format!("{name}\n{context}");
         let known = reused.pages.lock().expect("reused pages lock").get(&key).cloned();
         let pieces = match known {
             Some(Some(pieces)) => pieces,
