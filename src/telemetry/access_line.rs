@@ -292,7 +292,7 @@ pub(super) mod tests {
         ];
         let [text, json] = both(|| {
             for (method, route, status, elapsed) in &requests {
-                super::super::log_access(method, route, *status, *elapsed);
+                crate::telemetry::log_access(method, route, *status, *elapsed);
             }
         });
         assert!(
