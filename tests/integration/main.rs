@@ -13,6 +13,7 @@ mod invitations;
 mod layers;
 mod lifecycle;
 mod links;
+mod log_output;
 mod metrics;
 mod oidc;
 mod operations;
