@@ -16,6 +16,7 @@ pub mod db;
 pub mod delivery;
 pub mod domain;
 pub mod entities;
+pub mod fingerprint;
 pub mod health;
 pub mod host;
 pub mod identity;

@@ -3,27 +3,25 @@
 //! goes the normal way, through the stored answers. Beside each id a small value is kept (the
 //! message's type, so a repeat is counted by type without parsing its body again).
 //!
-//! Each id is kept as a 128-bit fingerprint (two independently keyed SipHashes, keys drawn at start),
-//! 16 bytes in the eviction queue and 16 plus the value in the map instead of two copies of the id:
-//! enough entries to cover a minute of intake at full speed in a few tens of MiB. Two different ids
-//! share a fingerprint with odds of about one in 2^128 per pair, and nobody outside knows the keys to
-//! aim for one; a shared fingerprint would answer a new message as a repeat.
+//! Each id is kept as a 128-bit fingerprint ([`crate::fingerprint`]): 16 bytes in the eviction queue
+//! and 16 plus the value in the map instead of two copies of the id, enough entries to cover a minute
+//! of intake at full speed in a few tens of MiB. A shared fingerprint would answer a new message as a
+//! repeat; the odds are about one in 2^128 per pair.
 
 use std::{
     collections::{HashMap, VecDeque},
-    hash::{BuildHasher, RandomState},
     sync::Mutex,
 };
 
-use crate::domain::WebhookId;
-
-/// Two halves rather than a `u128`, whose 16-byte alignment would pad every map entry to 32 bytes.
-type Fingerprint = [u64; 2];
+use crate::{
+    domain::WebhookId,
+    fingerprint::{Fingerprint, Fingerprints},
+};
 
 /// Remembers the ids of recently answered messages, each with a `V`, forgetting the oldest beyond its
 /// capacity.
 pub struct RecentlyAnswered<V> {
-    keys: (RandomState, RandomState),
+    keys: Fingerprints,
     inner: Mutex<(HashMap<Fingerprint, V>, VecDeque<Fingerprint>)>,
     capacity: usize,
 }
@@ -31,11 +29,11 @@ pub struct RecentlyAnswered<V> {
 impl<V: Copy> RecentlyAnswered<V> {
     /// Remembers at most `capacity` ids.
     pub fn new(capacity: usize) -> Self {
-        Self { keys: (RandomState::new(), RandomState::new()), inner: Mutex::default(), capacity }
+        Self { keys: Fingerprints::new(), inner: Mutex::default(), capacity }
     }
 
     fn fingerprint(&self, id: &WebhookId) -> Fingerprint {
-        [self.keys.0.hash_one(id.as_str()), self.keys.1.hash_one(id.as_str())]
+        self.keys.of(id.as_str().as_bytes())
     }
 
     /// What was kept with `id`, when it was answered lately.

@@ -11,8 +11,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hasher, RandomState},
-    io,
+    io::Write,
     sync::{Arc, Mutex},
 };
 
@@ -20,24 +19,22 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 
 use super::{TemplateError, Templates};
-use crate::random;
+use crate::{
+    fingerprint::{Fingerprint, Fingerprints},
+    random,
+};
 
 /// Distinct pages kept (a page per shop and template, in practice). Past it all are forgotten: a
 /// caller cannot grow memory by varying what it asks for, at worst it brings back full rendering.
 const MAX_PAGES: usize = 512;
 
-/// A page: its template and context, as a 128-bit fingerprint (two independently keyed SipHashes,
-/// keys drawn at start, over the template's name and the context's JSON). The JSON is streamed into
-/// the hashes, never built: building it, and a key around it, was most of the cost of finding a
-/// page. Two different pages share a fingerprint with odds of about one in 2^128 per pair, and
-/// nobody outside knows the keys to aim for one.
-type Fingerprint = [u64; 2];
-
 /// The rendered pieces of each page; `None` for a page whose template does not print the token as
-/// it is.
+/// it is. A page is known by the fingerprint of its template's name and its context's JSON, streamed
+/// into the fingerprint and never built: building it, and a key around it, was most of the cost of
+/// finding a page.
 pub(super) struct Reused {
     slot: String,
-    keys: (RandomState, RandomState),
+    keys: Fingerprints,
     pages: Mutex<HashMap<Fingerprint, Option<Arc<[String]>>>>,
 }
 
@@ -45,32 +42,17 @@ impl Reused {
     pub(super) fn new() -> Self {
         // Shaped as a CSRF token is: 32 random bytes in URL-safe base64.
         let slot = URL_SAFE_NO_PAD.encode(random::bytes::<32>());
-        Self { slot, keys: (RandomState::new(), RandomState::new()), pages: Mutex::default() }
+        Self { slot, keys: Fingerprints::new(), pages: Mutex::default() }
     }
 
     /// The fingerprint of `name` rendered with `context`; `None` if the context cannot be serialized.
     fn fingerprint(&self, name: &str, context: &impl Serialize) -> Option<Fingerprint> {
-        let mut hashes = Hashes(self.keys.0.build_hasher(), self.keys.1.build_hasher());
+        let mut taking = self.keys.taking();
         // A template's name holds no newline, and compact JSON holds none either.
-        io::Write::write_all(&mut hashes, name.as_bytes()).ok()?;
-        io::Write::write_all(&mut hashes, b"\n").ok()?;
-        serde_json::to_writer(&mut hashes, context).ok()?;
-        Some([hashes.0.finish(), hashes.1.finish()])
-    }
-}
-
-/// Feeds what is written to both hashes.
-struct Hashes<H>(H, H);
-
-impl<H: Hasher> io::Write for Hashes<H> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.write(bytes);
-        self.1.write(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        taking.add(name.as_bytes());
+        taking.add(b"\n");
+        serde_json::to_writer(taking.by_ref(), context).ok()?;
+        Some(taking.finish())
     }
 }
 

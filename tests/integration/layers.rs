@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "domain",
             "entities",
+            "fingerprint",
             "links",
             "random",
             "sealing",

@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use poem::{Request, Response, http::StatusCode};
 use serde::Serialize;
 
-use super::{Base, render, render_with_token};
+use super::{Base, render, render_form};
 use crate::{
     entities::shop,
     links,
@@ -46,13 +46,9 @@ pub fn forgot_page(
         email: email.to_owned(),
         email_error: error,
     };
-    // The empty form is the same for every visitor of the shop: rendered once and reused.
-    let response = if email.is_empty() {
-        render_with_token(portal, "pages/forgot.html", status, &csrf, page)
-    } else {
-        render(portal, "pages/forgot.html", status, &page(&csrf))
-    };
-    with_cookies(response, cookie)
+    // A typed email makes the page one visitor's own.
+    let shared = email.is_empty();
+    with_cookies(render_form(portal, "pages/forgot.html", status, &csrf, shared, page), cookie)
 }
 
 /// "Check your email": the same page whether or not `email` has an account, with how long a link

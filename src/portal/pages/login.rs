@@ -3,7 +3,7 @@
 use poem::{Request, Response, http::StatusCode};
 use serde::Serialize;
 
-use super::{Base, render, render_with_token};
+use super::{Base, render_form};
 use crate::{
     entities::shop,
     links,
@@ -56,12 +56,7 @@ pub fn login_page(
         error: extras.error,
         continue_with: extras.continue_with.map(str::to_owned),
     };
-    // The page every visitor of the shop gets is rendered once and reused; one with a typed email
-    // or a sign-in's handle is particular to one visitor.
-    let response = if email.is_empty() && extras.continue_with.is_none() {
-        render_with_token(portal, "pages/login.html", status, &csrf, page)
-    } else {
-        render(portal, "pages/login.html", status, &page(&csrf))
-    };
-    with_cookies(response, cookie)
+    // A typed email or a sign-in's handle makes the page one visitor's own.
+    let shared = email.is_empty() && extras.continue_with.is_none();
+    with_cookies(render_form(portal, "pages/login.html", status, &csrf, shared, page), cookie)
 }

@@ -89,16 +89,23 @@ pub fn render(
     rendered(status, portal.templates.render(template, context))
 }
 
-/// Like [`render`], for a page that differs between visitors only by `token` (see
-/// `templates::reuse`).
-pub fn render_with_token<C: Serialize>(
+/// Like [`render`], for a form around the CSRF `token`. A form that is `shared` (the same for every
+/// visitor of the shop but for its token) is rendered once and reused (see `templates::reuse`); one
+/// that carries what a visitor typed is rendered for them alone.
+pub fn render_form<C: Serialize>(
     portal: &PortalContext,
     template: &str,
     status: StatusCode,
     token: &str,
+    shared: bool,
     page: impl Fn(&str) -> C,
 ) -> Response {
-    rendered(status, portal.templates.render_with_token(template, token, page))
+    let html = if shared {
+        portal.templates.render_with_token(template, token, page)
+    } else {
+        portal.templates.render(template, page(token))
+    };
+    rendered(status, html)
 }
 
 fn rendered(status: StatusCode, html: Result<String, crate::templates::TemplateError>) -> Response {
